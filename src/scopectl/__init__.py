@@ -1,0 +1,10 @@
+"""scopectl: smartphone-microscope acquisition, registration and deep-learning enhancement."""
+
+from importlib.metadata import PackageNotFoundError, version
+
+try:
+    __version__ = version("scopectl")
+except PackageNotFoundError:  # pragma: no cover - running from a source tree without install
+    __version__ = "0.0.0+unknown"
+
+__all__ = ["__version__"]

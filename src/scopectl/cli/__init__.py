@@ -1,0 +1,1 @@
+"""The ``scopectl`` command-line interface (Typer)."""

@@ -1,0 +1,137 @@
+"""Shared CLI plumbing: the global state, JSON output, progress bars and error reporting.
+
+Conventions every command follows:
+
+* ``--json`` prints exactly one JSON object on stdout as the last line (:func:`emit`).
+* Long work shows rich progress bars on a terminal and stays quiet otherwise (:func:`progress`).
+* A :class:`scopectl.errors.ScopectlError` is printed as one line on stderr and the process exits
+  with the error's ``exit_code``; a traceback is shown only with ``--debug`` (see ``main.py``).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import typer
+from rich.console import Console
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    TextColumn,
+    TimeElapsedColumn,
+    TimeRemainingColumn,
+)
+
+__all__ = ["CliState", "emit", "get_state", "progress", "say", "say_error", "stderr_console"]
+
+stderr_console = Console(stderr=True)
+
+
+@dataclass
+class CliState:
+    """Global options, stored on the Typer context."""
+
+    root: Path
+    debug: bool = False
+
+    @property
+    def slides_dir(self) -> Path:
+        return self.root / "slides"
+
+    @property
+    def datasets_dir(self) -> Path:
+        return self.root / "datasets"
+
+    @property
+    def models_dir(self) -> Path:
+        return self.root / "models"
+
+    @property
+    def reports_dir(self) -> Path:
+        return self.root / "reports"
+
+    def slide_path(self, slide_id: str) -> Path:
+        return self.slides_dir / f"{slide_id}.h5"
+
+
+def say(message: str) -> None:
+    """A progress or status line on stderr (plain text: no markup, never wrapped)."""
+    stderr_console.print(message, markup=False, highlight=False, soft_wrap=True)
+
+
+def say_error(message: str, *, label: str = "error") -> None:
+    """The one-line error report on stderr."""
+    from rich.text import Text
+
+    stderr_console.print(Text(f"{label}: ", style="red") + Text(message), highlight=False, soft_wrap=True)
+
+
+def default_root() -> Path:
+    """``$SCOPECTL_ROOT`` or ``./scopectl-data``."""
+    return Path(os.environ.get("SCOPECTL_ROOT") or "scopectl-data")
+
+
+def get_state(ctx: typer.Context) -> CliState:
+    """The global state of this invocation (created by the root callback)."""
+    obj = ctx.find_root().obj
+    if not isinstance(obj, CliState):  # invoked without the root callback (tests calling commands directly)
+        obj = CliState(root=default_root())
+        ctx.find_root().obj = obj
+    return obj
+
+
+def _json_default(obj: Any) -> Any:
+    if isinstance(obj, Path):
+        return str(obj)
+    if hasattr(obj, "tolist"):
+        return obj.tolist()
+    if hasattr(obj, "item"):
+        return obj.item()
+    if hasattr(obj, "model_dump"):
+        return obj.model_dump(mode="json")
+    raise TypeError(f"not JSON serialisable: {type(obj).__name__}")
+
+
+def emit(result: dict[str, Any], *, as_json: bool, human: str | None = None) -> None:
+    """Report a command's result.
+
+    With ``as_json`` the result is printed as exactly one JSON object on the last line of stdout;
+    otherwise ``human`` (if given) is printed.
+    """
+    if as_json:
+        sys.stdout.write(json.dumps(result, default=_json_default, sort_keys=True) + "\n")
+        sys.stdout.flush()
+    elif human is not None:
+        typer.echo(human)
+
+
+def is_interactive() -> bool:
+    """True when stderr is a terminal (progress bars are shown only then)."""
+    return stderr_console.is_terminal
+
+
+@contextmanager
+def progress(*, enabled: bool | None = None) -> Iterator[Progress]:
+    """A rich progress display on stderr, disabled unless stderr is a terminal."""
+    show = is_interactive() if enabled is None else enabled
+    bar = Progress(
+        TextColumn("[bold]{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        TextColumn("eta"),
+        TimeRemainingColumn(),
+        console=stderr_console,
+        disable=not show,
+        transient=False,
+    )
+    with bar:
+        yield bar

@@ -1,0 +1,5 @@
+"""Validated configuration: pydantic v2 models and file loading with clear errors."""
+
+from scopectl.config.base import FrozenModel, StrictModel, load_mapping, load_model
+
+__all__ = ["FrozenModel", "StrictModel", "load_mapping", "load_model"]

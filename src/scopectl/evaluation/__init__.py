@@ -1,0 +1,1 @@
+"""Evaluation: the paper's metrics (SSIM, CIE-94) and tables."""

@@ -1,0 +1,25 @@
+"""Storage: one HDF5 file per slide (see ``docs/store.md``)."""
+
+from scopectl.store.lock import WriteLock
+from scopectl.store.slide import (
+    FORMAT,
+    SCHEMA_VERSION,
+    CaptureRecord,
+    MosaicInfo,
+    RegistrationRecord,
+    SlideStore,
+    TileRecord,
+    validate_slide_id,
+)
+
+__all__ = [
+    "FORMAT",
+    "SCHEMA_VERSION",
+    "CaptureRecord",
+    "MosaicInfo",
+    "RegistrationRecord",
+    "SlideStore",
+    "TileRecord",
+    "WriteLock",
+    "validate_slide_id",
+]

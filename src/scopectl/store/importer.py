@@ -1,0 +1,289 @@
+"""Build a slide store from image files collected by other means (``scopectl import``).
+
+Every input file is read and validated before anything is written; the slide is written to a
+temporary file next to its final place and renamed only when complete, so a bad file or an
+interruption never leaves a half-written slide behind.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from scopectl.errors import InputFileError, StoreExistsError
+from scopectl.imageio import ImageFile, read_image
+from scopectl.store.lock import WriteLock
+from scopectl.store.slide import CaptureRecord, SlideStore, TileRecord, validate_slide_id
+
+__all__ = ["ImportResult", "TileGrid", "import_slide"]
+
+#: Plausible pixel sizes at the sample, in µm (a 100× objective on a small-pixel camera to a bare sensor).
+PIXEL_SIZE_RANGE_UM = (0.02, 20.0)
+
+
+@dataclass(frozen=True)
+class TileGrid:
+    """Layout of several benchtop tiles given in row-major order."""
+
+    rows: int
+    cols: int
+    overlap: float
+
+    @classmethod
+    def parse(cls, text: str, overlap: float) -> TileGrid:
+        try:
+            r, c = (int(v) for v in text.lower().split("x"))
+        except ValueError:
+            raise InputFileError(f"--benchtop-grid {text!r}: expected ROWSxCOLS, e.g. 3x4.") from None
+        if r <= 0 or c <= 0:
+            raise InputFileError(f"--benchtop-grid {text!r}: rows and columns must be positive.")
+        if not 0.0 <= overlap < 0.9:
+            raise InputFileError(f"--benchtop-overlap {overlap}: expected a fraction in [0, 0.9).")
+        return cls(r, c, overlap)
+
+
+@dataclass(frozen=True)
+class ImportResult:
+    """What an import wrote."""
+
+    path: Path
+    slide_id: str
+    captures: int
+    tiles: int
+    mosaic_shape: tuple[int, int]
+    phone_pixel_size_um: float
+    benchtop_pixel_size_um: float
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "path": str(self.path),
+            "slide_id": self.slide_id,
+            "captures": self.captures,
+            "tiles": self.tiles,
+            "mosaic_shape": list(self.mosaic_shape),
+            "phone_pixel_size_um": self.phone_pixel_size_um,
+            "benchtop_pixel_size_um": self.benchtop_pixel_size_um,
+        }
+
+
+def _pixel_size(images: Sequence[ImageFile], flag: float | None, which: str, flag_name: str) -> float:
+    if flag is not None:
+        if not PIXEL_SIZE_RANGE_UM[0] <= flag <= PIXEL_SIZE_RANGE_UM[1]:
+            raise InputFileError(
+                f"{flag_name} {flag}: implausible pixel size at the sample "
+                f"(expected {PIXEL_SIZE_RANGE_UM[0]}–{PIXEL_SIZE_RANGE_UM[1]} µm)."
+            )
+        return float(flag)
+    sizes = {img.pixel_size_um for img in images}
+    if None in sizes or not sizes:
+        missing = next(img.path for img in images if img.pixel_size_um is None)
+        raise InputFileError(
+            f"{missing}: the {which} pixel size is not in the file's metadata.",
+            hint=f"Pass {flag_name} MICRONS.",
+        )
+    values = sorted(float(s) for s in sizes if s is not None)
+    if values[-1] / values[0] > 1.01:
+        raise InputFileError(
+            f"{which} images disagree on pixel size ({values[0]:.4g}–{values[-1]:.4g} µm).",
+            hint=f"Import them separately or pass {flag_name}.",
+        )
+    value = values[0]
+    if not PIXEL_SIZE_RANGE_UM[0] <= value <= PIXEL_SIZE_RANGE_UM[1]:
+        raise InputFileError(
+            f"{images[0].path}: metadata pixel size {value:.4g} µm is implausible for a microscope image.",
+            hint=f"Pass {flag_name} MICRONS.",
+        )
+    return value
+
+
+def _capture_record(img: ImageFile, index: int, pixel_size_um: float) -> CaptureRecord:
+    return CaptureRecord(
+        rgb=img.rgb,
+        field_index=index,
+        pixel_size_um=pixel_size_um,
+        dng=img.raw if img.format == "dng" else None,
+        jpeg=img.raw if img.format == "jpeg" else None,
+        source=img.raw if img.format in ("png", "tiff") else None,
+        source_name=img.path.name,
+        settings={"format": img.format, **img.settings},
+        led_state={},
+        battery_mv=None,
+        stage_x_um=None,
+        stage_y_um=None,
+        timestamp=img.path.stat().st_mtime,
+        latencies_s={},
+        extra={"imported_from": str(img.path.resolve())},
+    )
+
+
+def import_slide(
+    path: Path,
+    *,
+    slide_id: str,
+    phone_files: Sequence[Path],
+    benchtop_files: Sequence[Path],
+    phone_um_per_px: float | None = None,
+    benchtop_um_per_px: float | None = None,
+    grid: TileGrid | None = None,
+    force: bool = False,
+    stitcher: Callable[..., Any] | None = None,
+    on_progress: Callable[[str], None] | None = None,
+) -> ImportResult:
+    """Create ``path`` (a slide store) from phone and benchtop image files.
+
+    Parameters
+    ----------
+    path
+        The slide file to create.
+    slide_id
+        The slide's id (becomes the file name).
+    phone_files, benchtop_files
+        Phone images (DNG, JPEG, TIFF, PNG) and either one benchtop mosaic or several tiles.
+    phone_um_per_px, benchtop_um_per_px
+        Pixel sizes at the sample; when None, taken from file metadata (an error if absent).
+    grid
+        Layout of several benchtop tiles (row-major); required when more than one benchtop file is given.
+    force
+        Replace an existing slide.
+    stitcher
+        ``stitch_into_store(store, tiles_rgb, nominal_positions_px)``: builds the mosaic from tiles.
+
+    Raises
+    ------
+    InputFileError
+        For any bad input file, naming it; nothing is written.
+    StoreExistsError, StoreLockedError
+        If the slide exists (without ``force``) or is being written by another process.
+    """
+    validate_slide_id(slide_id)
+    path = Path(path)
+    if not phone_files:
+        raise InputFileError("no phone images given.", hint="Pass --phone FILE (DNG, JPEG, TIFF or PNG).")
+    if not benchtop_files:
+        raise InputFileError(
+            "no benchtop images given.", hint="Pass --benchtop FILE (one mosaic or several tiles)."
+        )
+    if len(benchtop_files) > 1 and grid is None:
+        raise InputFileError(
+            f"{len(benchtop_files)} benchtop files given without a layout.",
+            hint="Pass --benchtop-grid ROWSxCOLS (files in row-major order) and --benchtop-overlap FRACTION.",
+        )
+    if grid is not None and grid.rows * grid.cols != len(benchtop_files):
+        raise InputFileError(
+            f"--benchtop-grid {grid.rows}x{grid.cols} needs {grid.rows * grid.cols} files, got {len(benchtop_files)}."
+        )
+    if path.exists() and not force:
+        raise StoreExistsError(
+            f"{path}: slide '{slide_id}' already exists.",
+            hint="Use another --slide id, or --force to replace it.",
+        )
+    say = on_progress or (lambda _msg: None)
+
+    # 1. Read and validate everything before writing anything.
+    phone = []
+    for f in phone_files:
+        say(f"reading {f}")
+        phone.append(read_image(f))
+    bench = []
+    for f in benchtop_files:
+        say(f"reading {f}")
+        bench.append(read_image(f))
+    phone_px = _pixel_size(phone, phone_um_per_px, "phone", "--phone-um-per-px")
+    bench_px = _pixel_size(bench, benchtop_um_per_px, "benchtop", "--benchtop-um-per-px")
+    if grid is not None:
+        shapes = {b.rgb.shape for b in bench}
+        if len(shapes) != 1:
+            raise InputFileError(
+                f"benchtop tiles differ in size ({sorted(shapes)}); tiles of one scan must match."
+            )
+        if stitcher is None:
+            raise InputFileError("stitching of several benchtop tiles is not available in this installation.")
+
+    # 2. Write to a temporary file next to the target, then rename.
+    lock = WriteLock(path)
+    lock.acquire()
+    tmp = path.with_name(f".{path.name}.partial-{os.getpid()}")
+    try:
+        if path.exists() and not force:
+            raise StoreExistsError(
+                f"{path}: slide '{slide_id}' already exists.", hint="Use --force to replace it."
+            )
+        rig = {
+            "kind": "import",
+            "phone_files": [str(f) for f in phone_files],
+            "benchtop_files": [str(f) for f in benchtop_files],
+        }
+        with SlideStore.create(tmp, slide_id=slide_id, rig=rig, simulated=False, force=True) as store:
+            for i, img in enumerate(phone):
+                store.add_capture(_capture_record(img, i, phone_px))
+            if grid is None:
+                say("writing the benchtop mosaic")
+                store.write_mosaic(
+                    bench[0].rgb,
+                    pixel_size_um=bench_px,
+                    origin_x_um=0.0,
+                    origin_y_um=0.0,
+                    method={"kind": "imported mosaic", "file": bench[0].path.name},
+                )
+            else:
+                tile_rows, tile_cols = bench[0].rgb.shape[:2]
+                step_r = tile_rows * (1.0 - grid.overlap)
+                step_c = tile_cols * (1.0 - grid.overlap)
+                nominal = np.array(
+                    [[r * step_r, c * step_c] for r in range(grid.rows) for c in range(grid.cols)],
+                    dtype=np.float64,
+                )
+                for k, img in enumerate(bench):
+                    r, c = divmod(k, grid.cols)
+                    store.add_tile(
+                        TileRecord(
+                            rgb=img.rgb,
+                            row=r,
+                            col=c,
+                            stage_x_um=float(nominal[k, 1] * bench_px),
+                            stage_y_um=float(nominal[k, 0] * bench_px),
+                            stage_z_um=float("nan"),
+                            pixel_size_um=bench_px,
+                            focus_score=float("nan"),
+                            timestamp=img.path.stat().st_mtime,
+                            exposure_ms=float("nan"),
+                            extra={"imported_from": str(img.path.resolve()), "nominal_position": "from grid"},
+                        )
+                    )
+                say("stitching the benchtop tiles")
+                assert stitcher is not None
+                stitcher(store, [b.rgb for b in bench], nominal)
+            store.log(
+                "imported",
+                phone_files=[str(f) for f in phone_files],
+                benchtop_files=[str(f) for f in benchtop_files],
+                phone_pixel_size_um=phone_px,
+                benchtop_pixel_size_um=bench_px,
+                at=time.time(),
+            )
+            mi = store.mosaic_info()
+            assert mi is not None
+            shape = (mi.rows, mi.cols)
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            tmp.unlink()
+        raise
+    finally:
+        lock.release()
+    return ImportResult(
+        path=path,
+        slide_id=slide_id,
+        captures=len(phone),
+        tiles=len(bench) if grid is not None else 0,
+        mosaic_shape=shape,
+        phone_pixel_size_um=phone_px,
+        benchtop_pixel_size_um=bench_px,
+    )

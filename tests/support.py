@@ -1,0 +1,81 @@
+"""Shared test helpers (import as ``from support import require_programs``).
+
+External programs
+-----------------
+Tests that need an external program (``adb``, ``openscad``, ``avr-gcc``, ``simavr`` ...) call
+:func:`require_programs`.  It skips with a stated reason when a program is missing, and fails instead
+when ``SCOPECTL_REQUIRE_EXTERNAL=1`` (set by ``.ci/run``), so CI always runs them.
+
+Real hardware
+-------------
+Tests marked ``hardware`` run only when pointed at a device::
+
+    pytest -m hardware --ledring-url /dev/ttyACM0 --phone-serial 192.168.1.20:5555 --mm-config scope.cfg
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+
+import numpy as np
+import pytest
+
+
+def external_required() -> bool:
+    """True when missing external programs must fail the test run (CI)."""
+    return os.environ.get("SCOPECTL_REQUIRE_EXTERNAL", "") not in ("", "0")
+
+
+def require_programs(*programs: str, why: str = "") -> None:
+    """Skip (or, in CI, fail) unless every program is on PATH."""
+    missing = [p for p in programs if shutil.which(p) is None]
+    if not missing:
+        return
+    reason = f"needs {', '.join(missing)} on PATH" + (f" ({why})" if why else "")
+    if external_required():
+        pytest.fail(f"SCOPECTL_REQUIRE_EXTERNAL=1 but {reason}", pytrace=False)
+    pytest.skip(reason)
+
+
+def require_option(config: pytest.Config, option: str) -> str:
+    """Return a hardware option's value, or skip the test when it was not given."""
+    value = config.getoption(option)
+    if not value:
+        pytest.skip(f"real-hardware test: pass {option.replace('_', '-')} to run it")
+    return str(value)
+
+
+def write_test_dng(path: os.PathLike[str] | str, raw: np.ndarray, *, bits: int = 10) -> bytes:
+    """Write a real (pidng) Bayer-RGGB DNG of ``raw`` (uint16) and return its bytes."""
+    from pathlib import Path
+
+    from pidng.core import RAW2DNG, DNGTags, Tag
+    from pidng.defs import CalibrationIlluminant, CFAPattern, DNGVersion, PhotometricInterpretation
+
+    rows, cols = raw.shape
+    t = DNGTags()
+    t.set(Tag.ImageWidth, cols)
+    t.set(Tag.ImageLength, rows)
+    t.set(Tag.TileWidth, cols)
+    t.set(Tag.TileLength, rows)
+    t.set(Tag.Orientation, 1)
+    t.set(Tag.PhotometricInterpretation, PhotometricInterpretation.Color_Filter_Array)
+    t.set(Tag.SamplesPerPixel, 1)
+    t.set(Tag.BitsPerSample, bits)
+    t.set(Tag.CFARepeatPatternDim, [2, 2])
+    t.set(Tag.CFAPattern, CFAPattern.RGGB)
+    t.set(Tag.BlackLevel, 64)
+    t.set(Tag.WhiteLevel, (1 << bits) - 1)
+    t.set(Tag.ColorMatrix1, [[1, 1], [0, 1], [0, 1], [0, 1], [1, 1], [0, 1], [0, 1], [0, 1], [1, 1]])
+    t.set(Tag.CalibrationIlluminant1, CalibrationIlluminant.D65)
+    t.set(Tag.AsShotNeutral, [[1, 1], [1, 1], [1, 1]])
+    t.set(Tag.DNGVersion, DNGVersion.V1_4)
+    t.set(Tag.DNGBackwardVersion, DNGVersion.V1_2)
+    t.set(Tag.Make, "scopectl")
+    t.set(Tag.Model, "test")
+    path = Path(path)
+    conv = RAW2DNG()
+    conv.options(t, path="", compress=False)
+    conv.convert(raw.astype(np.uint16), filename=str(path.with_suffix("")))
+    return path.with_suffix(".dng").read_bytes()
