@@ -183,10 +183,10 @@ def import_cmd(
     )
 
 
-def _stitch(store: SlideStore, tiles: list[Any], nominal_positions_px: Any) -> None:
-    from scopectl import stitching
+def _stitch(store: SlideStore) -> None:
+    from scopectl.stitching import stitch_store
 
-    stitching.stitch_into_store(store, tiles, nominal_positions_px)
+    stitch_store(store)
 
 
 def register(app: typer.Typer) -> None:

@@ -133,7 +133,7 @@ def import_slide(
     benchtop_um_per_px: float | None = None,
     grid: TileGrid | None = None,
     force: bool = False,
-    stitcher: Callable[..., Any] | None = None,
+    stitcher: Callable[[SlideStore], Any] | None = None,
     on_progress: Callable[[str], None] | None = None,
 ) -> ImportResult:
     """Create ``path`` (a slide store) from phone and benchtop image files.
@@ -153,7 +153,7 @@ def import_slide(
     force
         Replace an existing slide.
     stitcher
-        ``stitch_into_store(store, tiles_rgb, nominal_positions_px)``: builds the mosaic from tiles.
+        ``stitcher(store)`` builds the mosaic from the store's tiles (their stage positions come from the grid).
 
     Raises
     ------
@@ -259,7 +259,7 @@ def import_slide(
                     )
                 say("stitching the benchtop tiles")
                 assert stitcher is not None
-                stitcher(store, [b.rgb for b in bench], nominal)
+                stitcher(store)
             store.log(
                 "imported",
                 phone_files=[str(f) for f in phone_files],
