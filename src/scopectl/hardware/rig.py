@@ -41,6 +41,7 @@ __all__ = [
     "PhoneStage",
     "Rig",
     "RigConfig",
+    "SimRigFaults",
     "SimulatedPhoneStage",
     "SimulatedWorld",
     "load_rig_config",
@@ -330,6 +331,16 @@ def _describe(led: Any, phone: Any, bench: Any) -> dict[str, Any]:
     return out
 
 
+@dataclass
+class SimRigFaults:
+    """Faults to inject into the simulated rig's devices (each simulator's own fault settings)."""
+
+    led: Any = None  # scopectl.hardware.ledring.BoardFaults
+    phone: Any = None  # scopectl.hardware.phone.sim.PhoneFaults
+    benchtop: Any = None  # scopectl.hardware.benchtop.BenchtopFaults
+    benchtop_timeout_s: float = 30.0
+
+
 def open_simulated_rig(
     *,
     seed: int = 0,
@@ -338,6 +349,7 @@ def open_simulated_rig(
     benchtop_sensor_shape: tuple[int, int] = (1024, 1024),
     slide_size_um: tuple[float, float] = (4000.0, 4000.0),
     workdir: Path | None = None,
+    faults: SimRigFaults | None = None,
 ) -> Rig:
     """Start every simulator and connect the real drivers to them over their real transports.
 
@@ -361,7 +373,8 @@ def open_simulated_rig(
         slide = make_slide(sample, seed=seed, width_um=slide_size_um[0], height_um=slide_size_um[1])  # type: ignore[arg-type]
         # The battery sags with the LED load; it does not drain with wall-clock time, so a simulated
         # acquisition is reproducible whatever its pace (the LED-ring tests exercise the drain).
-        board = SimulatedLedBoard(battery=BatteryModel(charge=0.9, time_scale=0.0))
+        f = faults or SimRigFaults()
+        board = SimulatedLedBoard(battery=BatteryModel(charge=0.9, time_scale=0.0), faults=f.led)
         led_path = board.start()
         closers.append(board.stop)
         led = SerialLedRing(led_path)
@@ -379,7 +392,7 @@ def open_simulated_rig(
         public_key = Path(f"{key_path}.pub").read_text(encoding="utf-8").strip()
         # Our key is authorised; another client (e.g. the official adb) gets the "Allow?" prompt, which the
         # simulated user accepts.
-        sim_phone = SimulatedPhone(world, require_auth=True, authorized_keys=[public_key])
+        sim_phone = SimulatedPhone(world, require_auth=True, authorized_keys=[public_key], faults=f.phone)
         port = sim_phone.start()
         closers.append(sim_phone.stop)
         phone = PhoneCamera(
@@ -390,8 +403,15 @@ def open_simulated_rig(
 
         # reproducible + approach: the same commanded tile gives the same frame, so resumed runs are identical
         bench = Benchtop.simulated(
-            slide, seed=seed, sensor_shape=benchtop_sensor_shape, reproducible=True, approach_um=20.0
+            slide,
+            seed=seed,
+            sensor_shape=benchtop_sensor_shape,
+            reproducible=True,
+            approach_um=20.0,
+            timeout_s=f.benchtop_timeout_s,
         )
+        if f.benchtop is not None and bench.world is not None:
+            bench.world.faults = f.benchtop
         closers.append(bench.close)
     except BaseException:
         for c in reversed(closers):

@@ -1,0 +1,43 @@
+// Prints every parameter and computed distance as one line (`make report`); the tests read it.
+include <params.scad>
+
+echo(SCOPECTL_CAD = [
+    ["phone_width", phone_width], ["phone_length", phone_length], ["phone_thickness", phone_thickness],
+    ["camera_x", camera_x], ["camera_y", camera_y], ["camera_island_w", camera_island_w],
+    ["camera_island_l", camera_island_l], ["camera_island_h", camera_island_h],
+    ["phone_focal_length", phone_focal_length], ["phone_f_number", phone_f_number], ["phone_pixel_um", phone_pixel_um],
+    ["lens_focal_length", lens_focal_length], ["lens_principal_depth", lens_principal_depth],
+    ["lens_barrel_d", lens_barrel_d], ["lens_barrel_len", lens_barrel_len], ["lens_vertex_recess", lens_vertex_recess],
+    ["lens_clear_d", lens_clear_d], ["lens_window_gap", lens_window_gap], ["lens_lip_t", lens_lip_t],
+    ["fov_d", fov_d], ["slide_w", slide_w], ["slide_d", slide_d], ["slide_t", slide_t],
+    ["coverslip_t", coverslip_t], ["glass_n", glass_n], ["slide_proud", slide_proud],
+    ["ring_od", ring_od], ["ring_id", ring_id], ["ring_pcb_t", ring_pcb_t], ["ring_led_h", ring_led_h],
+    ["ring_fit", ring_fit], ["led_emission_m", led_emission_m], ["diffuser_t", diffuser_t], ["retainer_t", retainer_t],
+    ["tube_floor_t", tube_floor_t], ["tube_wall", tube_wall],
+    ["x_travel", x_travel], ["y_travel", y_travel], ["z_travel_up", z_travel_up], ["z_travel_down", z_travel_down],
+    ["min_lens_clearance", min_lens_clearance], ["tray_margin_x", tray_margin_x], ["tray_margin_y", tray_margin_y],
+    ["tray_t", tray_t], ["tray_ledge_x", tray_ledge_x], ["tray_ledge_y", tray_ledge_y], ["slider_t", slider_t],
+    ["platform_t", platform_t], ["rail_w", rail_w], ["rail_h", rail_h], ["block_w", block_w], ["ytab_w", ytab_w],
+    ["zc_block_d", zc_block_d], ["dt_w_root", dt_w_root], ["dt_w_face", dt_w_face], ["dt_depth", dt_depth],
+    ["wall_t", wall_t], ["base_t", base_t], ["frame_w", frame_w], ["z_gap", z_gap], ["spring_gap", spring_gap],
+    ["clamp_bolt_dx", clamp_bolt_dx], ["knob_d", knob_d], ["knob_t", knob_t], ["housing_h", housing_h],
+    ["nut_t", nut_t], ["clearance", clearance], ["wall", wall], ["phone_fit", phone_fit], ["lip_t", lip_t],
+    // computed
+    ["magnification", magnification], ["pixel_size_at_sample_um", pixel_size_at_sample_um],
+    ["lens_working_distance", lens_working_distance], ["cover_glass_shift", cover_glass_shift],
+    ["sample_gap", sample_gap], ["objective_na", objective_na], ["led_circle_r", led_circle_r],
+    ["ring_to_diffuser", ring_to_diffuser], ["tube_id", tube_id], ["tube_od", tube_od], ["flange_d", flange_d],
+    ["retainer_od", retainer_od], ["retainer_skirt", retainer_skirt],
+    ["z_led", z_led], ["z_diffuser", z_diffuser], ["tube_h", tube_h], ["z_retainer_top", z_retainer_top],
+    ["z_platform_bottom", z_platform_bottom], ["z_tray_top", z_tray_top], ["z_sample", z_sample],
+    ["z_lens_front", z_lens_front], ["z_clamp_bottom", z_clamp_bottom], ["frame_h", frame_h],
+    ["clamp_plate_t", clamp_plate_t], ["z_phone_back", z_phone_back], ["z_camera_window", z_camera_window],
+    ["diffuser_to_sample", diffuser_to_sample], ["lens_clearance_at_top", lens_clearance_at_top],
+    ["illumination_cone_r_at_diffuser", cone_r(diffuser_to_sample)],
+    ["tray_dx", tray_dx], ["tray_dy", tray_dy], ["tray_window_x", tray_window_x], ["tray_window_y", tray_window_y],
+    ["ys_x0", ys_x0], ["ys_x1", ys_x1], ["ys_xmin", ys_xmin], ["ys_dy", ys_dy], ["pf_xmin", pf_xmin],
+    ["pf_xmax", pf_xmax], ["pf_front", pf_front], ["pf_back", pf_back], ["y_wall_front", y_wall_front],
+    ["y_frame_back", y_frame_back], ["ear_x", ear_x], ["y_ear", y_ear], ["zc_block_h", zc_block_h],
+    ["base_front", base_front],
+    ["x_screw_len", x_screw_len], ["y_screw_len", y_screw_len], ["z_screw_len", z_screw_len]
+]);

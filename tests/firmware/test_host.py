@@ -1,0 +1,40 @@
+"""The protocol core compiled on the host passes the shared vectors (and fails on a wrong one)."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+from pathlib import Path
+
+from fw_helpers import FIRMWARE, VECTORS, make
+
+from support import require_programs
+
+
+def test_host_tests_pass_against_shared_vectors() -> None:
+    require_programs("make", "g++")
+    proc = make("host-test")
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    cases = json.loads(VECTORS.read_text(encoding="ascii"))["board_cases"]
+    assert f"ok: {len(cases)} vector cases" in proc.stdout
+    assert " 0 failures" in proc.stdout
+
+
+def test_host_test_detects_a_wrong_expectation(tmp_path: Path) -> None:
+    require_programs("make", "g++")
+    proc = make("build/host/test_core")
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    doc = json.loads(VECTORS.read_text(encoding="ascii"))
+    hello = next(c for c in doc["board_cases"] if c["name"] == "hello")
+    hello["steps"][0]["expect"] = ["00:OK SCOPECTL-LEDRING 9.9.9 1 12*00\n"]
+    bad = tmp_path / "bad.json"
+    bad.write_text(json.dumps(doc), encoding="ascii")
+    run = subprocess.run(
+        [str(FIRMWARE / "build" / "host" / "test_core"), str(bad)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert run.returncode == 1
+    assert "FAIL [hello]" in run.stdout
