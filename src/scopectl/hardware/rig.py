@@ -377,7 +377,7 @@ def open_simulated_rig(
         board = SimulatedLedBoard(battery=BatteryModel(charge=0.9, time_scale=0.0), faults=f.led)
         led_path = board.start()
         closers.append(board.stop)
-        led = SerialLedRing(led_path)
+        led = SerialLedRing(led_path, watchdog_ms=60_000)  # stays lit across the longest gap between fields
         closers.append(led.close)
 
         world = SimulatedWorld(
