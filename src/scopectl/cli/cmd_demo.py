@@ -1,0 +1,196 @@
+"""``scopectl demo``: the main job end to end on the simulated rig.
+
+It runs the same commands a user types, printing each before running it: acquire a training slide and a
+held-out slide on the simulated rig, register both, build a dataset, train the network, enhance the
+held-out captures and evaluate them with the paper's metrics.  Re-running it continues where it stopped
+(acquisitions resume, finished steps are redone quickly).
+"""
+
+from __future__ import annotations
+
+import json
+import shlex
+import time
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+import yaml
+
+from scopectl.cli.common import emit, get_state, say
+from scopectl.errors import ScopectlError
+
+__all__ = ["register"]
+
+
+def _protocol_file(dest: Path, *, sample_protocol: str, fields: int) -> Path:
+    """Copy a shipped protocol with more phone fields (the way users make their own protocols)."""
+    from scopectl.acquisition.protocol import find_protocol, load_protocol
+
+    data = yaml.safe_load(find_protocol(sample_protocol).read_text(encoding="utf-8"))
+    data["name"] = f"{data['name']}-demo"
+    data["phone"]["fields"]["count"] = fields
+    data["description"] = f"{data['description']} (demo copy: {fields} fields)"
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    dest.write_text(
+        "# Written by `scopectl demo` from protocols/"
+        + sample_protocol
+        + ".yaml with more phone fields.\n"
+        + yaml.safe_dump(data, sort_keys=False),
+        encoding="utf-8",
+    )
+    load_protocol(str(dest))  # validate
+    return dest
+
+
+def demo_cmd(
+    ctx: typer.Context,
+    full: Annotated[
+        bool,
+        typer.Option(
+            "--full", help="The bigger run that aims at the paper's quality (all three samples; long)."
+        ),
+    ] = False,
+    minutes: Annotated[
+        float | None,
+        typer.Option("--minutes", min=0.1, help="Training time per model (default 4, or 20 with --full)."),
+    ] = None,
+    device: Annotated[
+        str, typer.Option("--device", help="auto, cpu or cuda for training and enhancement.")
+    ] = "auto",
+    seed: Annotated[int, typer.Option("--seed", help="Seed of the simulated slides.")] = 0,
+    json_out: Annotated[bool, typer.Option("--json", help="Print one JSON object as the last line.")] = False,
+) -> None:
+    """Run the main job end to end on the simulated rig: acquire, register, build a dataset, train, enhance, evaluate."""
+    from scopectl.cli.main import main as run
+
+    state = get_state(ctx)
+    root = state.root
+    samples = (
+        [("lung", "lung-trichrome"), ("pap", "pap-smear"), ("blood", "blood-smear")]
+        if full
+        else [("lung", "lung-trichrome")]
+    )
+    fields = 16 if full else 9
+    train_minutes = minutes if minutes is not None else (20.0 if full else 4.0)
+    demo_dir = state.reports_dir / "demo"
+    t_start = time.monotonic()
+    results: dict[str, Any] = {"root": str(root), "simulated": True, "samples": {}}
+
+    def step(title: str, args: list[str], *, ok_codes: tuple[int, ...] = (0,)) -> int:
+        line = "scopectl --root " + shlex.quote(str(root)) + " " + " ".join(shlex.quote(a) for a in args)
+        if not json_out:
+            say("")
+            say(f"== {title}")
+            say(f"$ {line}")
+        t0 = time.monotonic()
+        code = run(["--root", str(root), *args])
+        if code not in ok_codes:
+            raise ScopectlError(
+                f"demo step '{title}' failed (exit {code}): {line}", hint="See the error above."
+            )
+        if not json_out:
+            say(f"   ({time.monotonic() - t0:.0f} s)")
+        return code
+
+    if not json_out:
+        say(
+            "scopectl demo — everything below runs on the SIMULATED rig (LED board on a pseudo-terminal, phone "
+            "as an adbd on 127.0.0.1, benchtop as Micro-Manager Python devices, slides from the digital twin)."
+        )
+    for k, (sample, proto_name) in enumerate(samples):
+        proto = _protocol_file(
+            demo_dir / f"{proto_name}-demo.yaml", sample_protocol=proto_name, fields=fields
+        )
+        train_slide, test_slide = f"demo-{sample}-a", f"demo-{sample}-b"
+        for slide, s in ((train_slide, seed + 2 * k), (test_slide, seed + 2 * k + 1)):
+            args = ["acquire", "--slide", slide, "--rig", "sim", "--protocol", str(proto), "--seed", str(s)]
+            if state.slide_path(slide).exists():
+                args = ["acquire", "--slide", slide, "--rig", "sim", "--resume"]
+            step(f"acquire slide {slide} ({'training' if slide == train_slide else 'held out'})", args)
+            step(f"register slide {slide}", ["register", "--slide", slide])
+        dataset = f"demo-{sample}"
+        step(
+            "build the training set",
+            ["dataset", "build", "--slides", train_slide, "--name", dataset, "--force"],
+        )
+        model = f"demo-{sample}"
+        step(
+            f"train the network for {train_minutes:g} min",
+            [
+                "train",
+                "--dataset",
+                dataset,
+                "--model",
+                model,
+                "--minutes",
+                str(train_minutes),
+                "--device",
+                device,
+                "--force",
+            ],
+        )
+        enhanced = demo_dir / f"enhanced-{sample}"
+        step(
+            "enhance the held-out captures",
+            [
+                "enhance",
+                str(state.slide_path(test_slide)),
+                "--model",
+                model,
+                "--out",
+                str(enhanced),
+                "--device",
+                device,
+                "--overwrite",
+            ],
+        )
+        report_dir = demo_dir / f"evaluation-{sample}"
+        step(
+            "evaluate on the held-out slide (the paper's Tables 2 and 3)",
+            [
+                "evaluate",
+                "--model",
+                model,
+                "--slides",
+                test_slide,
+                "--out",
+                str(report_dir),
+                "--device",
+                device,
+            ],
+        )
+        results["samples"][sample] = {
+            "slides": [train_slide, test_slide],
+            "dataset": dataset,
+            "model": str(state.models_dir / model),
+            "enhanced_dir": str(enhanced),
+            "report_dir": str(report_dir),
+            "tables": _read_tables(report_dir),
+        }
+    results["elapsed_s"] = time.monotonic() - t_start
+    lines = ["", f"demo finished in {results['elapsed_s'] / 60:.1f} min (simulated rig). Where things are:"]
+    for sample, r in results["samples"].items():
+        lines += [
+            f"  {sample}: slides {', '.join(r['slides'])} under {state.slides_dir}",
+            f"        model {r['model']}",
+            f"        enhanced TIFFs {r['enhanced_dir']}",
+            f"        tables and figures {r['report_dir']}",
+        ]
+    emit(results, as_json=json_out, human="\n".join(lines))
+
+
+def _read_tables(report_dir: Path) -> Any:
+    for name in ("tables.json", "evaluation.json", "report.json"):
+        p = report_dir / name
+        if p.is_file():
+            try:
+                return json.loads(p.read_text(encoding="utf-8"))
+            except ValueError:
+                return None
+    return None
+
+
+def register(app: typer.Typer) -> None:
+    """Add ``demo`` to the CLI."""
+    app.command("demo")(demo_cmd)
