@@ -1,0 +1,543 @@
+"""Training sets: cut registered pairs into input/target patches, split by capture, write HDF5.
+
+File layout (``<root>/datasets/<name>.h5``)::
+
+    attrs: format="scopectl-dataset", schema_version, input_pixel_size_um, target_pixel_size_um,
+           ratio="5/2", input_patch_px, target_patch_px, provenance_json
+    train/, val/, test/
+        inputs   (N, 60, 60, 3)   uint8   phone patches at L × the benchtop pixel
+        targets  (N, 150, 150, 3) uint8   benchtop patches (mosaic pixels, never resampled)
+        source   (N, 5)           int32   slide number, capture index, input row, input col, jpeg flag
+        attrs: count, captures_json
+
+Every dataset is chunked one patch per chunk, so a random patch costs one chunk read.  Splits are by
+capture: all patches of one capture go to one split.  Input patch (i, j) — i, j multiples of the
+ratio's denominator — covers exactly target patch (L i, L j).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from fractions import Fraction
+from pathlib import Path
+from types import TracebackType
+from typing import Any, Literal
+
+import cv2
+import h5py
+import numpy as np
+from numpy.typing import NDArray
+from pydantic import Field, model_validator
+
+from scopectl import __version__
+from scopectl.config.base import FrozenModel
+from scopectl.errors import InputFileError, StoreError, StoreExistsError
+from scopectl.registration.pair import parse_ratio
+from scopectl.registration.workflow import StoredPair, load_pair
+from scopectl.store import SlideStore
+
+__all__ = [
+    "FORMAT",
+    "SPLITS",
+    "DatasetParams",
+    "DatasetSummary",
+    "PatchDataset",
+    "SplitArrays",
+    "build_dataset",
+    "cut_patches",
+    "open_dataset",
+    "patch_positions",
+]
+
+FORMAT = "scopectl-dataset"
+SCHEMA_VERSION = 1
+SPLITS = ("train", "val", "test")
+SplitName = Literal["train", "val", "test"]
+
+
+class DatasetParams(FrozenModel):
+    """How registered pairs become patches."""
+
+    input_patch_px: int = Field(default=60, ge=8, le=2048)
+    ratio: str = "5/2"
+    overlap: float = Field(default=0.4, ge=0.0, lt=1.0)
+    split: tuple[float, float, float] = (0.7, 0.15, 0.15)
+    seed: int = 0
+    jpeg_quality: int | None = Field(default=None, ge=1, le=100)
+    """Also add JPEG-compressed copies of every input (the registered image is compressed whole)."""
+    min_tissue_fraction: float = Field(default=0.05, ge=0.0, le=1.0)
+    """Patches whose target has less than this fraction of stained pixels are dropped as background."""
+    tissue_od: float = Field(default=0.1, gt=0.0)
+    """A target pixel is stained when its largest optical density over the white level exceeds this."""
+    min_patch_similarity: float = Field(default=0.5, ge=-1.0, le=1.0)
+    """Patches whose registration-check blocks correlate below this on average are dropped."""
+    min_capture_quality: float = Field(default=0.5, ge=0.0, le=1.0)
+    """Captures whose registration quality is below this are skipped."""
+    compression: Literal["none", "lzf", "gzip"] = "none"
+
+    @model_validator(mode="after")
+    def _consistent(self) -> DatasetParams:
+        r = parse_ratio(self.ratio)
+        if (self.input_patch_px * r).denominator != 1:
+            raise ValueError(
+                f"input_patch_px × ratio must be an integer (got {self.input_patch_px} × {self.ratio})"
+            )
+        if any(f < 0 for f in self.split) or not math.isclose(sum(self.split), 1.0, abs_tol=1e-6):
+            raise ValueError(f"split fractions must be ≥ 0 and sum to 1, got {self.split}")
+        if self.split[0] <= 0:
+            raise ValueError("the train fraction must be positive")
+        return self
+
+    @property
+    def ratio_fraction(self) -> Fraction:
+        return parse_ratio(self.ratio)
+
+    @property
+    def target_patch_px(self) -> int:
+        return int(self.input_patch_px * self.ratio_fraction)
+
+    @property
+    def stride_px(self) -> int:
+        """Input-patch stride: patch × (1 − overlap), rounded down to a multiple of the ratio's denominator."""
+        den = self.ratio_fraction.denominator
+        raw = max(1, math.floor(self.input_patch_px * (1 - self.overlap)))
+        return max(den, raw // den * den)
+
+
+def patch_positions(shape: tuple[int, int], *, params: DatasetParams) -> list[tuple[int, int]]:
+    """Top-left (row, col) of the input patches inside a registered image of ``shape``."""
+    p, s = params.input_patch_px, params.stride_px
+    rows = range(0, shape[0] - p + 1, s)
+    cols = range(0, shape[1] - p + 1, s)
+    return [(r, c) for r in rows for c in cols]
+
+
+def _tissue_fraction(target: NDArray[np.uint8], white: NDArray[np.float32], *, od: float) -> float:
+    t = target.astype(np.float32)
+    dens = -np.log10(np.clip((t + 1.0) / (white + 1.0), 1e-3, None))
+    return float(np.mean(dens.max(axis=-1) > od))
+
+
+def _patch_similarity(pair: StoredPair, r_t: int, c_t: int, size_t: int) -> float:
+    """Mean check correlation of the blocks whose centres fall in a target patch (nearest if none)."""
+    rows, cols = pair.check_centres_px
+    ir = np.nonzero((rows >= r_t) & (rows < r_t + size_t))[0]
+    ic = np.nonzero((cols >= c_t) & (cols < c_t + size_t))[0]
+    if ir.size == 0:
+        ir = np.array([int(np.argmin(np.abs(rows - (r_t + size_t / 2))))])
+    if ic.size == 0:
+        ic = np.array([int(np.argmin(np.abs(cols - (c_t + size_t / 2))))])
+    sim = pair.similarity[np.ix_(ir, ic)]
+    kept = pair.check_kept[np.ix_(ir, ic)]
+    # blocks rejected by the check count as uncorrelated
+    return float(np.mean(np.where(kept, sim, np.minimum(sim, 0.0))))
+
+
+def cut_patches(
+    pair: StoredPair, *, params: DatasetParams
+) -> tuple[NDArray[np.uint8], NDArray[np.uint8], NDArray[np.int32], dict[str, int]]:
+    """Input/target patches of one pair after the background and quality filters.
+
+    Returns inputs (N, p, p, 3), targets (N, P, P, 3), positions (N, 2) (input row, col) and the
+    counts of dropped patches by reason.
+    """
+    ratio = params.ratio_fraction
+    if ratio != pair.geometry.ratio:
+        raise InputFileError(
+            f"capture {pair.capture_index} was registered at ratio {pair.geometry.ratio}, the dataset asks for {ratio}; "
+            "register again with the same ratio."
+        )
+    p, big = params.input_patch_px, params.target_patch_px
+    lf = float(ratio)
+    white = np.percentile(pair.target.reshape(-1, 3), 99.5, axis=0).astype(np.float32)
+    ins: list[NDArray[np.uint8]] = []
+    tgs: list[NDArray[np.uint8]] = []
+    pos: list[tuple[int, int]] = []
+    dropped = {"background": 0, "low_similarity": 0}
+    for r, c in patch_positions(pair.registered.shape[:2], params=params):
+        rt, ct = round(r * lf), round(c * lf)
+        tgt = pair.target[rt : rt + big, ct : ct + big]
+        if tgt.shape[:2] != (big, big):
+            continue
+        if _tissue_fraction(tgt, white, od=params.tissue_od) < params.min_tissue_fraction:
+            dropped["background"] += 1
+            continue
+        if _patch_similarity(pair, rt, ct, big) < params.min_patch_similarity:
+            dropped["low_similarity"] += 1
+            continue
+        ins.append(pair.registered[r : r + p, c : c + p])
+        tgs.append(tgt)
+        pos.append((r, c))
+    if not ins:
+        return (
+            np.zeros((0, p, p, 3), np.uint8),
+            np.zeros((0, big, big, 3), np.uint8),
+            np.zeros((0, 2), np.int32),
+            dropped,
+        )
+    return np.stack(ins), np.stack(tgs), np.asarray(pos, np.int32), dropped
+
+
+def _jpeg(rgb: NDArray[np.uint8], quality: int) -> NDArray[np.uint8]:
+    ok, buf = cv2.imencode(
+        ".jpg", cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR), [cv2.IMWRITE_JPEG_QUALITY, int(quality)]
+    )
+    if not ok:
+        raise InputFileError("JPEG encoding of a registered image failed.")
+    decoded = cv2.imdecode(buf, cv2.IMREAD_COLOR)
+    if decoded is None:
+        raise InputFileError("JPEG decoding of a registered image failed.")
+    return np.asarray(cv2.cvtColor(decoded, cv2.COLOR_BGR2RGB), dtype=np.uint8)
+
+
+def _assign_splits(keys: list[tuple[int, int]], *, params: DatasetParams) -> dict[tuple[int, int], SplitName]:
+    n = len(keys)
+    _f_train, f_val, f_test = params.split
+    n_val = max(1, round(f_val * n)) if f_val > 0 else 0
+    n_test = max(1, round(f_test * n)) if f_test > 0 else 0
+    if n - n_val - n_test < 1:
+        raise InputFileError(
+            f"{n} registered capture(s) cannot be split by capture into train/val/test {params.split}: "
+            f"each non-empty split needs a capture of its own. Register more captures or use --split 1,0,0."
+        )
+    order = np.random.default_rng(params.seed).permutation(n)
+    out: dict[tuple[int, int], SplitName] = {}
+    for rank, k in enumerate(order):
+        name: SplitName = "val" if rank < n_val else "test" if rank < n_val + n_test else "train"
+        out[keys[int(k)]] = name
+    return out
+
+
+@dataclass(frozen=True)
+class DatasetSummary:
+    """What :func:`build_dataset` wrote."""
+
+    path: Path
+    counts: dict[str, int]
+    captures: dict[str, int]
+    dropped: dict[str, int]
+    skipped_captures: list[dict[str, Any]]
+    seconds: float
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "path": str(self.path),
+            "counts": self.counts,
+            "captures": self.captures,
+            "dropped": self.dropped,
+            "skipped_captures": self.skipped_captures,
+            "seconds": self.seconds,
+        }
+
+
+def _create_split(h5: h5py.File, name: str, p: int, big: int, compression: str) -> h5py.Group:
+    g = h5.create_group(name)
+    comp: dict[str, Any] = {} if compression == "none" else {"compression": compression}
+    g.create_dataset(
+        "inputs", shape=(0, p, p, 3), maxshape=(None, p, p, 3), dtype=np.uint8, chunks=(1, p, p, 3), **comp
+    )
+    g.create_dataset(
+        "targets",
+        shape=(0, big, big, 3),
+        maxshape=(None, big, big, 3),
+        dtype=np.uint8,
+        chunks=(1, big, big, 3),
+        **comp,
+    )
+    g.create_dataset("source", shape=(0, 5), maxshape=(None, 5), dtype=np.int32, chunks=(256, 5))
+    return g
+
+
+def _append(
+    g: h5py.Group, inputs: NDArray[np.uint8], targets: NDArray[np.uint8], source: NDArray[np.int32]
+) -> None:
+    n0 = g["inputs"].shape[0]
+    n1 = n0 + inputs.shape[0]
+    for name, data in (("inputs", inputs), ("targets", targets), ("source", source)):
+        ds = g[name]
+        ds.resize(n1, axis=0)
+        ds[n0:n1] = data
+
+
+def build_dataset(
+    slide_paths: Sequence[Path],
+    out_path: Path,
+    *,
+    params: DatasetParams | None = None,
+    force: bool = False,
+    on_capture: Callable[[str, int, int], None] | None = None,
+) -> DatasetSummary:
+    """Build a training set from the registered captures of some slides.
+
+    Parameters
+    ----------
+    slide_paths
+        Slide store files.
+    out_path
+        The dataset file to write (refused if it exists, unless ``force``).
+    params
+        Patch, split, filter and JPEG settings.
+    force
+        Replace an existing dataset.
+    on_capture
+        Called with (slide id, capture index, patches kept) after each capture.
+
+    Raises
+    ------
+    StoreError
+        A slide is missing, has no mosaic or no successfully registered capture.
+    InputFileError
+        Pixel sizes or ratios disagree between slides, or the captures cannot be split.
+    StoreExistsError
+        The dataset exists and ``force`` is false.
+    """
+    p = params or DatasetParams()
+    t0 = time.perf_counter()
+    if not slide_paths:
+        raise InputFileError("no slides given; pass --slides A,B.")
+    if out_path.exists() and not force:
+        raise StoreExistsError(
+            f"{out_path}: dataset already exists.", hint="Choose another --name or use --force."
+        )
+    # pass 1: which captures, pixel sizes
+    plan: list[tuple[Path, str, int]] = []
+    skipped: list[dict[str, Any]] = []
+    target_um: float | None = None
+    slides_prov: list[dict[str, Any]] = []
+    for path in slide_paths:
+        with SlideStore.open(path) as store:
+            info = store.mosaic_info()
+            if info is None:
+                raise StoreError(
+                    f"{path}: slide '{store.slide_id}' has no benchtop mosaic.",
+                    hint="Acquire or import and stitch its benchtop tiles, then register it.",
+                )
+            if target_um is None:
+                target_um = info.pixel_size_um
+            elif not math.isclose(info.pixel_size_um, target_um, rel_tol=1e-3):
+                raise InputFileError(
+                    f"{path}: mosaic pixel {info.pixel_size_um:.4g} µm differs from the other slides' {target_um:.4g} µm; "
+                    "build one dataset per benchtop magnification."
+                )
+            usable = []
+            for i in store.registered_indices():
+                reg = store.read_registration(i)
+                if reg is None:
+                    continue
+                if not reg["ok"]:
+                    skipped.append({"slide": store.slide_id, "capture": i, "reason": reg["reason"]})
+                elif reg["quality"] < p.min_capture_quality:
+                    skipped.append(
+                        {
+                            "slide": store.slide_id,
+                            "capture": i,
+                            "reason": f"quality {reg['quality']:.2f} < {p.min_capture_quality}",
+                        }
+                    )
+                else:
+                    usable.append(i)
+            if not usable:
+                raise StoreError(
+                    f"{path}: slide '{store.slide_id}' has no successfully registered captures.",
+                    hint=f"Run `scopectl register --slide {store.slide_id}` first (and check its table for failures).",
+                )
+            plan.extend((Path(path), store.slide_id, i) for i in usable)
+            slides_prov.append(
+                {
+                    "slide_id": store.slide_id,
+                    "path": str(path),
+                    "simulated": store.simulated,
+                    "captures": usable,
+                }
+            )
+    assert target_um is not None
+    keys = [(k, i) for k, (_pth, _sid, i) in enumerate(plan)]
+    splits = _assign_splits(keys, params=p)
+    input_um = target_um * float(p.ratio_fraction)
+    big = p.target_patch_px
+    counts = dict.fromkeys(SPLITS, 0)
+    n_caps = dict.fromkeys(SPLITS, 0)
+    dropped = {"background": 0, "low_similarity": 0}
+    capture_list: dict[str, list[dict[str, Any]]] = {s: [] for s in SPLITS}
+    out_path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = out_path.with_name(out_path.name + ".partial")
+    try:
+        with h5py.File(tmp, "w") as h5:
+            groups = {s: _create_split(h5, s, p.input_patch_px, big, p.compression) for s in SPLITS}
+            slide_number = {sid: n for n, sid in enumerate(dict.fromkeys(sid for _pth, sid, _i in plan))}
+            current: tuple[Path, SlideStore] | None = None
+            try:
+                for k, (path, sid, i) in enumerate(plan):
+                    if current is None or current[0] != path:
+                        if current is not None:
+                            current[1].close()
+                        current = (path, SlideStore.open(path))
+                    pair = load_pair(current[1], i)
+                    if not math.isclose(pair.input_pixel_size_um, input_um, rel_tol=1e-3):
+                        raise InputFileError(
+                            f"{path}: capture {i} was registered at {pair.input_pixel_size_um:.4g} µm/px, the dataset "
+                            f"needs {input_um:.4g} µm/px (ratio {p.ratio}); register again with --ratio {p.ratio}."
+                        )
+                    ins, tgs, pos, drop = cut_patches(pair, params=p)
+                    for reason, n in drop.items():
+                        dropped[reason] += n
+                    split = splits[(k, i)]
+                    n_caps[split] += 1
+                    capture_list[split].append({"slide": sid, "capture": i, "patches": int(ins.shape[0])})
+                    if ins.shape[0]:
+                        src = np.zeros((ins.shape[0], 5), np.int32)
+                        src[:, 0] = slide_number[sid]
+                        src[:, 1] = i
+                        src[:, 2:4] = pos
+                        _append(groups[split], ins, tgs, src)
+                        counts[split] += ins.shape[0]
+                        if p.jpeg_quality is not None:
+                            jpg = _jpeg(pair.registered, p.jpeg_quality)
+                            jins = np.stack(
+                                [jpg[r : r + p.input_patch_px, c : c + p.input_patch_px] for r, c in pos]
+                            )
+                            src[:, 4] = 1
+                            _append(groups[split], jins, tgs, src)
+                            counts[split] += ins.shape[0]
+                    if on_capture is not None:
+                        on_capture(sid, i, int(ins.shape[0]))
+            finally:
+                if current is not None:
+                    current[1].close()
+            for s in SPLITS:
+                groups[s].attrs["count"] = counts[s]
+                groups[s].attrs["captures_json"] = json.dumps(capture_list[s])
+            h5.attrs["format"] = FORMAT
+            h5.attrs["schema_version"] = SCHEMA_VERSION
+            h5.attrs["input_pixel_size_um"] = input_um
+            h5.attrs["target_pixel_size_um"] = target_um
+            r = p.ratio_fraction
+            h5.attrs["ratio"] = f"{r.numerator}/{r.denominator}"
+            h5.attrs["input_patch_px"] = p.input_patch_px
+            h5.attrs["target_patch_px"] = big
+            h5.attrs["provenance_json"] = json.dumps(
+                {
+                    "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+                    "software_version": f"scopectl {__version__}",
+                    "slides": slides_prov,
+                    "slide_numbers": slide_number,
+                    "splits": capture_list,
+                    "skipped_captures": skipped,
+                    "dropped_patches": dropped,
+                    "params": p.model_dump(mode="json"),
+                },
+                sort_keys=True,
+            )
+        if sum(counts.values()) == 0:
+            raise InputFileError(
+                "no patch survived the background and quality filters; check the registrations or lower "
+                "--min-tissue / --min-similarity."
+            )
+        tmp.replace(out_path)
+    finally:
+        if tmp.exists():
+            tmp.unlink()
+    return DatasetSummary(
+        path=out_path,
+        counts=counts,
+        captures=n_caps,
+        dropped=dropped,
+        skipped_captures=skipped,
+        seconds=time.perf_counter() - t0,
+    )
+
+
+class SplitArrays:
+    """One split of a dataset: lazy h5py datasets ``inputs``, ``targets`` and ``source``.
+
+    Indexing returns ``(input, target)`` uint8 arrays; slicing the datasets directly reads only the
+    chunks touched (one patch per chunk).
+    """
+
+    def __init__(self, group: h5py.Group) -> None:
+        self.inputs: h5py.Dataset = group["inputs"]
+        self.targets: h5py.Dataset = group["targets"]
+        self.source: h5py.Dataset = group["source"]
+
+    def __len__(self) -> int:
+        return int(self.inputs.shape[0])
+
+    def __getitem__(self, index: int) -> tuple[NDArray[np.uint8], NDArray[np.uint8]]:
+        if not -len(self) <= index < len(self):
+            raise IndexError(f"patch {index} out of range (split has {len(self)})")
+        return np.asarray(self.inputs[index]), np.asarray(self.targets[index])
+
+
+class PatchDataset:
+    """A dataset file opened read-only (context manager).
+
+    Attributes
+    ----------
+    input_pixel_size_um, target_pixel_size_um, ratio, provenance
+        From the file's attributes.
+    """
+
+    def __init__(self, path: Path, h5: h5py.File) -> None:
+        self.path = path
+        self._h5 = h5
+        a = h5.attrs
+        self.input_pixel_size_um = float(a["input_pixel_size_um"])
+        self.target_pixel_size_um = float(a["target_pixel_size_um"])
+        self.ratio = str(a["ratio"])
+        self.input_patch_px = int(a["input_patch_px"])
+        self.target_patch_px = int(a["target_patch_px"])
+        self.provenance: dict[str, Any] = json.loads(str(a["provenance_json"]))
+
+    def split(self, name: SplitName) -> SplitArrays:
+        """The ``train``, ``val`` or ``test`` split."""
+        if name not in SPLITS:
+            raise KeyError(f"no split {name!r}; splits are {SPLITS}")
+        return SplitArrays(self._h5[name])
+
+    def counts(self) -> dict[str, int]:
+        return {s: int(self._h5[s]["inputs"].shape[0]) for s in SPLITS}
+
+    def close(self) -> None:
+        if self._h5.id.valid:
+            self._h5.close()
+
+    def __enter__(self) -> PatchDataset:
+        return self
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.close()
+
+
+def open_dataset(path: Path | str) -> PatchDataset:
+    """Open a dataset written by :func:`build_dataset` (read-only).
+
+    Raises
+    ------
+    InputFileError
+        If the file is missing, unreadable or not a scopectl dataset.
+    """
+    path = Path(path)
+    if not path.exists():
+        raise InputFileError(f"{path}: no such dataset.", hint="Build one with `scopectl dataset build`.")
+    try:
+        h5 = h5py.File(path, "r")
+    except OSError as exc:
+        raise InputFileError(f"{path}: not a readable HDF5 dataset ({str(exc).splitlines()[0]}).") from None
+    try:
+        if h5.attrs.get("format") != FORMAT:
+            raise InputFileError(f"{path}: not a scopectl dataset (format attribute missing or wrong).")
+        for s in SPLITS:
+            if s not in h5 or "inputs" not in h5[s] or "targets" not in h5[s]:
+                raise InputFileError(
+                    f"{path}: dataset lacks the {s}/inputs or {s}/targets array; rebuild it."
+                )
+        return PatchDataset(path, h5)
+    except BaseException:
+        h5.close()
+        raise
