@@ -47,35 +47,22 @@ def require_option(config: pytest.Config, option: str) -> str:
 
 
 def write_test_dng(path: os.PathLike[str] | str, raw: np.ndarray, *, bits: int = 10) -> bytes:
-    """Write a real (pidng) Bayer-RGGB DNG of ``raw`` (uint16) and return its bytes."""
+    """Write a real Bayer-RGGB DNG of ``raw`` (uint16) with the twin's DNG encoder; return its bytes."""
     from pathlib import Path
 
-    from pidng.core import RAW2DNG, DNGTags, Tag
-    from pidng.defs import CalibrationIlluminant, CFAPattern, DNGVersion, PhotometricInterpretation
+    from scopectl.twin.dng import write_dng
 
-    rows, cols = raw.shape
-    t = DNGTags()
-    t.set(Tag.ImageWidth, cols)
-    t.set(Tag.ImageLength, rows)
-    t.set(Tag.TileWidth, cols)
-    t.set(Tag.TileLength, rows)
-    t.set(Tag.Orientation, 1)
-    t.set(Tag.PhotometricInterpretation, PhotometricInterpretation.Color_Filter_Array)
-    t.set(Tag.SamplesPerPixel, 1)
-    t.set(Tag.BitsPerSample, bits)
-    t.set(Tag.CFARepeatPatternDim, [2, 2])
-    t.set(Tag.CFAPattern, CFAPattern.RGGB)
-    t.set(Tag.BlackLevel, 64)
-    t.set(Tag.WhiteLevel, (1 << bits) - 1)
-    t.set(Tag.ColorMatrix1, [[1, 1], [0, 1], [0, 1], [0, 1], [1, 1], [0, 1], [0, 1], [0, 1], [1, 1]])
-    t.set(Tag.CalibrationIlluminant1, CalibrationIlluminant.D65)
-    t.set(Tag.AsShotNeutral, [[1, 1], [1, 1], [1, 1]])
-    t.set(Tag.DNGVersion, DNGVersion.V1_4)
-    t.set(Tag.DNGBackwardVersion, DNGVersion.V1_2)
-    t.set(Tag.Make, "scopectl")
-    t.set(Tag.Model, "test")
-    path = Path(path)
-    conv = RAW2DNG()
-    conv.options(t, path="", compress=False)
-    conv.convert(raw.astype(np.uint16), filename=str(path.with_suffix("")))
-    return path.with_suffix(".dng").read_bytes()
+    data = write_dng(
+        raw.astype(np.uint16),
+        cfa="RGGB",
+        black_level=64,
+        white_level=(1 << bits) - 1,
+        color_matrix=np.eye(3),
+        as_shot_neutral=np.ones(3),
+        exposure_s=0.01,
+        iso=100,
+        make="scopectl",
+        model="test",
+    )
+    Path(path).write_bytes(data)
+    return data

@@ -63,6 +63,20 @@ def _rig_spec(rig: str | None) -> str:
     return rig
 
 
+def _open_for(spec: str, proto: Any, *, seed: int, prompt: Any) -> Any:
+    """Open the rig for a protocol (the simulated cameras take the protocol's frame sizes)."""
+    from scopectl.hardware.rig import open_rig
+
+    return open_rig(
+        spec,
+        seed=seed,
+        sample=proto.sample,
+        prompt=prompt,
+        capture_shape=proto.phone.capture_shape_px,
+        benchtop_tile_shape=proto.benchtop.tile_shape_px,
+    )
+
+
 def _rig_default_protocol(spec: str) -> str:
     from pathlib import Path
 
@@ -98,7 +112,7 @@ def acquire_cmd(
     from scopectl.acquisition.engine import AcquisitionEngine, Progress
     from scopectl.acquisition.plan import AcquisitionPlan, build_plan
     from scopectl.acquisition.protocol import load_protocol
-    from scopectl.hardware.rig import ManualPhoneStage, open_rig
+    from scopectl.hardware.rig import ManualPhoneStage
     from scopectl.store import SlideStore, validate_slide_id
 
     state = get_state(ctx)
@@ -143,28 +157,18 @@ def acquire_cmd(
             raise
         seed = plan.seed
         proto_model = plan.protocol_model()
-        opened = open_rig(
-            spec,
-            seed=seed,
-            sample=proto_model.sample,
-            prompt=operator.prompt_move,
-            capture_shape=proto_model.phone.capture_shape_px,
-            benchtop_tile_shape=proto_model.benchtop.tile_shape_px,
-        )
+        try:
+            opened = _open_for(spec, proto_model, seed=seed, prompt=operator.prompt_move)
+        except BaseException:
+            store.close()
+            raise
     else:
         # A real rig file names the default protocol; the simulated rig's default is lung-trichrome.
         proto_name = protocol
         if proto_name is None:
             proto_name = "lung-trichrome" if spec == "sim" else _rig_default_protocol(spec)
         proto_model = load_protocol(proto_name)
-        opened = open_rig(
-            spec,
-            seed=seed,
-            sample=proto_model.sample,
-            prompt=operator.prompt_move,
-            capture_shape=proto_model.phone.capture_shape_px,
-            benchtop_tile_shape=proto_model.benchtop.tile_shape_px,
-        )
+        opened = _open_for(spec, proto_model, seed=seed, prompt=operator.prompt_move)
         plan = build_plan(proto_model, slide_id=slide, seed=seed)
         try:
             store = SlideStore.create(

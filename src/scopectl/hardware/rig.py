@@ -209,6 +209,14 @@ class SimulatedPhoneStage(PhoneStage):
         return self.world.move_phone(x_um, y_um)
 
 
+def _close_all(closers: list[Callable[[], None]]) -> None:
+    """Call closers in reverse order of opening, each even if an earlier one failed; empties the list."""
+    while closers:
+        closer = closers.pop()
+        with contextlib.suppress(Exception):
+            closer()
+
+
 # ------------------------------------------------------------------------------------------- the rig
 @dataclass
 class Rig:
@@ -228,10 +236,7 @@ class Rig:
 
     def close(self) -> None:
         """Close drivers, then simulators (each with its own timeout); idempotent."""
-        while self._closers:
-            closer = self._closers.pop()
-            with contextlib.suppress(Exception):
-                closer()
+        _close_all(self._closers)
 
     def __enter__(self) -> Rig:
         return self
@@ -294,9 +299,7 @@ def _open_real_rig(cfg: RigConfig, *, prompt: Callable[[str], None] | None) -> R
         )
         closers.append(bench.close)
     except BaseException:
-        for c in reversed(closers):
-            with contextlib.suppress(Exception):
-                c()
+        _close_all(closers)
         raise
     stage = ManualPhoneStage(prompt or _no_operator)
     return Rig(
@@ -414,9 +417,7 @@ def open_simulated_rig(
             bench.world.faults = f.benchtop
         closers.append(bench.close)
     except BaseException:
-        for c in reversed(closers):
-            with contextlib.suppress(Exception):
-                c()
+        _close_all(closers)
         raise
     return Rig(
         name="sim",
