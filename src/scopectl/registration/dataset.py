@@ -351,6 +351,8 @@ def build_dataset(
                     "slide_id": store.slide_id,
                     "path": str(path),
                     "simulated": store.simulated,
+                    "sample": str(store.protocol().get("sample", "unknown")),
+                    "phone_source": _phone_source(store, usable),
                     "captures": usable,
                 }
             )
@@ -424,6 +426,8 @@ def build_dataset(
                     "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
                     "software_version": f"scopectl {__version__}",
                     "slides": slides_prov,
+                    "sample_type": _common_sample(slides_prov),
+                    "input_kind": _common(slides_prov, "phone_source"),
                     "slide_numbers": slide_number,
                     "splits": capture_list,
                     "skipped_captures": skipped,
@@ -541,3 +545,28 @@ def open_dataset(path: Path | str) -> PatchDataset:
     except BaseException:
         h5.close()
         raise
+
+
+def _common(slides: list[dict[str, Any]], key: str) -> str:
+    """The value of ``key`` shared by all slides, else ``mixed`` (or ``unknown`` when none says)."""
+    kinds = {str(s.get(key, "unknown")) for s in slides}
+    if len(kinds) == 1:
+        return kinds.pop()
+    return "mixed" if kinds - {"unknown"} else "unknown"
+
+
+def _common_sample(slides: list[dict[str, Any]]) -> str:
+    """The slides' sample type (from their acquisition protocols)."""
+    return _common(slides, "sample")
+
+
+def _phone_source(store: Any, captures: list[int]) -> str:
+    """What the captures' pixels were decoded from: ``dng`` (raw, as the paper's TIFF inputs), ``jpeg``, ..."""
+    kinds = set()
+    for m in store.captures_meta():
+        if m["index"] in captures:
+            raw = m.get("raw", {})
+            kinds.add(
+                "dng" if "dng" in raw else "jpeg" if "jpeg" in raw else str(m["settings"].get("format", "?"))
+            )
+    return kinds.pop() if len(kinds) == 1 else "mixed"

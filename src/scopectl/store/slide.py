@@ -350,6 +350,31 @@ class SlideStore:
         if not self.writable:
             raise StoreError(f"{self.path}: opened read-only.", hint="Open it with mode='a' to write.")
 
+    #: Kept free beyond an item's own size (HDF5 metadata, chunk index, provenance log).
+    SPACE_MARGIN_BYTES = 512 * 1024
+
+    def ensure_space(self, nbytes: int) -> None:
+        """Refuse to start an item that the disk (or the process's file-size limit) cannot hold.
+
+        HDF5 without a journal cannot survive a write that fails halfway (the file's own metadata would
+        point past its end), so every item checks for room first: a full disk stops the acquisition with
+        this error and everything already stored stays intact.
+        """
+        import resource
+
+        need = int(nbytes * 1.05) + self.SPACE_MARGIN_BYTES
+        st = os.statvfs(self.path.parent)
+        free = st.f_bavail * st.f_frsize
+        soft, _hard = resource.getrlimit(resource.RLIMIT_FSIZE)
+        if soft != resource.RLIM_INFINITY:
+            free = min(free, soft - os.path.getsize(self.path))
+        if free < need:
+            raise StoreError(
+                f"{self.path}: not enough disk space for the next item ({need / 1e6:.1f} MB needed, "
+                f"{max(free, 0) / 1e6:.1f} MB available); nothing was written.",
+                hint="Free some space (or move --root), then continue with --resume.",
+            )
+
     def _commit(self, group: h5py.Group) -> None:
         """Mark an item complete only after its data is on disk."""
         self._h5.flush()
@@ -361,8 +386,8 @@ class SlideStore:
         if grp is None:
             return
         for name in sorted(grp.keys()):
-            g = grp[name]
-            if isinstance(g, h5py.Group) and bool(g.attrs.get("complete", False)):
+            g = _safe_item(grp, name)
+            if g is not None and bool(g.attrs.get("complete", False)):
                 yield int(name), g
 
     def _next_index(self, parent: str) -> int:
@@ -371,16 +396,22 @@ class SlideStore:
         return max(names) + 1 if names else 0
 
     def _discard_incomplete(self) -> None:
+        """Unlink items without their completion mark, and items a failed write left unreadable."""
         for parent in ("benchtop/tiles", "phone/captures", "registration"):
             grp = self._h5.get(parent)
             if grp is None:
                 continue
             for name in list(grp.keys()):
-                if not bool(grp[name].attrs.get("complete", False)):
+                g = _safe_item(grp, name)
+                if g is None or not bool(g.attrs.get("complete", False)):
                     del grp[name]
                     self.discarded.append(f"{parent}/{name}")
-        mosaic = self._h5.get("benchtop/mosaic")
-        if mosaic is not None and not bool(mosaic.attrs.get("complete", False)):
+        try:
+            mosaic = self._h5.get("benchtop/mosaic")
+            complete = mosaic is not None and bool(mosaic.attrs.get("complete", False))
+        except (KeyError, OSError, RuntimeError):
+            mosaic, complete = True, False
+        if mosaic is not None and not complete:
             del self._h5["benchtop/mosaic"]
             self.discarded.append("benchtop/mosaic")
         self._h5.flush()
@@ -390,6 +421,7 @@ class SlideStore:
         """Write one benchtop tile and commit it; returns its index."""
         self._require_writable()
         rgb = _check_rgb("tile", rec.rgb)
+        self.ensure_space(rgb.nbytes)
         index = self._next_index("benchtop/tiles")
         g = self._h5["benchtop/tiles"].create_group(f"{index:05d}")
         ch = (min(512, rgb.shape[0]), min(512, rgb.shape[1]), 3)
@@ -467,6 +499,7 @@ class SlideStore:
             shape = (rgb.shape[0], rgb.shape[1])
         if shape is None or shape[0] <= 0 or shape[1] <= 0:
             raise StoreError(f"{self.path}: mosaic needs a positive shape, got {shape}.")
+        self.ensure_space(shape[0] * shape[1] * 3 // 2)  # deflate: stained tissue compresses about 2:1
         if "benchtop/mosaic" in self._h5:
             del self._h5["benchtop/mosaic"]
         ch = (min(MOSAIC_CHUNK, shape[0]), min(MOSAIC_CHUNK, shape[1]), 3)
@@ -528,6 +561,7 @@ class SlideStore:
         """Write one phone capture (raw bytes with SHA-256, decoded image, settings) and commit it."""
         self._require_writable()
         rgb = _check_rgb("capture", rec.rgb)
+        self.ensure_space(rgb.nbytes + sum(len(b) for b in (rec.dng, rec.jpeg, rec.source) if b is not None))
         index = self._next_index("phone/captures")
         g = self._h5["phone/captures"].create_group(f"{index:05d}")
         ch = (min(512, rgb.shape[0]), min(512, rgb.shape[1]), 3)
@@ -761,6 +795,16 @@ class SlideStore:
             "captures": self.capture_count(),
             "mosaic": self.mosaic_info() is not None,
         }
+
+
+def _safe_item(grp: h5py.Group, name: str) -> h5py.Group | None:
+    """``grp[name]``, or None when the object cannot be read (a write interrupted by a full disk or a crash)."""
+    try:
+        item = grp[name]
+        item.attrs.get("complete", False)
+    except (KeyError, OSError, RuntimeError, ValueError):
+        return None
+    return item if isinstance(item, h5py.Group) else None
 
 
 def _check_format(path: Path, h5: h5py.File) -> None:
