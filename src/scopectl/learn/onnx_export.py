@@ -1,0 +1,181 @@
+"""ONNX export of the paper's network, so that a phone (ONNX Runtime Mobile) or a browser (onnxruntime-web)
+can run it.
+
+The graph is written directly with :mod:`onnx.helper` from the network's weights rather than traced: the
+network is a fixed sequence of ``Sub`` (centring), ``Conv``, ``Relu``, ``Pad`` (the zero-padded shortcuts),
+``Add``, ``DepthToSpace`` (``CRD`` mode = ``torch.nn.PixelShuffle``), a strided ``Conv`` and ``Add``
+(un-centring), so the graph is small,
+readable, has dynamic batch and image sizes, and does not depend on PyTorch's exporters (the TorchScript
+one is deprecated; the ``torch.export`` one needs ``onnxscript``).
+
+Input ``input``: float32 ``N×3×H×W`` with RGB values in [0, 1] (uint8 / 255).  Output ``output``: float32
+``N×3×⌈H·p/q⌉×⌈W·p/q⌉`` on the same scale, to be clamped to [0, 1] and multiplied by 255.  The model card's
+fields are stored as ONNX metadata properties.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from scopectl.errors import ModelError
+from scopectl.learn.modelio import ModelCard, atomic_write_bytes
+from scopectl.learn.network import CENTRE, EnhanceNet
+
+__all__ = ["OPSET", "build_onnx", "check_onnx", "export_onnx"]
+
+OPSET = 17
+
+
+def _require(module: str) -> None:
+    import importlib.util
+
+    if importlib.util.find_spec(module) is None:
+        raise ModelError(
+            f"ONNX export needs the '{module}' package, which is not installed.",
+            hint="Install it with: pip install 'scopectl[onnx]' (onnx and onnxruntime).",
+        )
+
+
+def build_onnx(model: EnhanceNet, card: ModelCard | None = None) -> Any:
+    """An ``onnx.ModelProto`` computing the same function as ``model``."""
+    _require("onnx")
+    import onnx
+    from onnx import TensorProto, helper, numpy_helper
+
+    state = {k: v.detach().cpu().float().numpy() for k, v in model.state_dict().items()}
+    p, q = model.ratio
+    nodes: list[Any] = []
+    inits: list[Any] = []
+
+    def conv(name: str, src: str, dst: str, *, stride: int = 1) -> None:
+        w, b = state[f"{name}.weight"], state[f"{name}.bias"]
+        inits.append(numpy_helper.from_array(w, f"{name}.weight"))
+        inits.append(numpy_helper.from_array(b, f"{name}.bias"))
+        nodes.append(
+            helper.make_node(
+                "Conv",
+                [src, f"{name}.weight", f"{name}.bias"],
+                [dst],
+                name=name,
+                kernel_shape=[3, 3],
+                pads=[1, 1, 1, 1],
+                strides=[stride, stride],
+            )
+        )
+
+    def relu(src: str, dst: str) -> None:
+        nodes.append(helper.make_node("Relu", [src], [dst], name=f"{dst}.relu"))
+
+    inits.append(numpy_helper.from_array(np.array(CENTRE, dtype=np.float32), "centre"))
+    nodes.append(helper.make_node("Sub", ["input", "centre"], ["centred"], name="centre_input"))
+    conv("head", "centred", "head.out")
+    relu("head.out", "x0")
+    current = "x0"
+    for k, block in enumerate(model.blocks):
+        prefix = f"blocks.{k}"
+        conv(f"{prefix}.conv1", current, f"{prefix}.c1")
+        relu(f"{prefix}.c1", f"{prefix}.r1")
+        conv(f"{prefix}.conv2", f"{prefix}.r1", f"{prefix}.c2")
+        relu(f"{prefix}.c2", f"{prefix}.r2")
+        shortcut = current
+        if block.extra:
+            pads = np.array([0, 0, 0, 0, 0, block.extra, 0, 0], dtype=np.int64)
+            inits.append(numpy_helper.from_array(pads, f"{prefix}.pads"))
+            nodes.append(
+                helper.make_node(
+                    "Pad", [current, f"{prefix}.pads"], [f"{prefix}.shortcut"], name=f"{prefix}.pad"
+                )
+            )
+            shortcut = f"{prefix}.shortcut"
+        nodes.append(helper.make_node("Add", [shortcut, f"{prefix}.r2"], [f"x{k + 1}"], name=f"{prefix}.add"))
+        current = f"x{k + 1}"
+    conv("expand", current, "expand.out")
+    relu("expand.out", "expand.relu")
+    nodes.append(
+        helper.make_node(
+            "DepthToSpace", ["expand.relu"], ["shuffled"], name="shuffle", blocksize=p, mode="CRD"
+        )
+    )
+    conv("tail", "shuffled", "tail.out", stride=q)
+    nodes.append(helper.make_node("Add", ["tail.out", "centre"], ["output"], name="uncentre_output"))
+
+    graph = helper.make_graph(
+        nodes,
+        "scopectl_enhance",
+        [helper.make_tensor_value_info("input", TensorProto.FLOAT, ["N", 3, "H", "W"])],
+        [helper.make_tensor_value_info("output", TensorProto.FLOAT, ["N", 3, "H_out", "W_out"])],
+        initializer=inits,
+    )
+    proto = helper.make_model(
+        graph,
+        opset_imports=[helper.make_opsetid("", OPSET)],
+        producer_name="scopectl",
+        doc_string="Rivenson et al. 2018 mobile-microscopy enhancement network; input RGB/255, NCHW float32.",
+    )
+    proto.ir_version = 8
+    meta = {"ratio": f"{p}/{q}", "value_range": "input uint8/255; output ×255 then clamp to 0..255"}
+    if card is not None:
+        meta.update(
+            {
+                "name": card.name,
+                "input_pixel_size_um": repr(card.input_pixel_size_um),
+                "target_pixel_size_um": repr(card.target_pixel_size_um),
+                "sample_type": card.sample_type,
+                "weights_sha256": card.weights_sha256,
+                "model_card": card.model_dump_json(),
+            }
+        )
+    for key, value in meta.items():
+        entry = proto.metadata_props.add()
+        entry.key, entry.value = key, value
+    onnx.checker.check_model(proto)
+    return proto
+
+
+def check_onnx(
+    model: EnhanceNet, onnx_bytes: bytes, *, shape: tuple[int, int] = (37, 50), seed: int = 0
+) -> float:
+    """Run the ONNX model with onnxruntime on a random input; return the largest difference to PyTorch.
+
+    Differences are in units of the [0, 1] output scale (multiply by 255 for 8-bit levels).
+    """
+    _require("onnxruntime")
+    import onnxruntime as ort
+
+    session = ort.InferenceSession(onnx_bytes, providers=["CPUExecutionProvider"])
+    rng = np.random.default_rng(seed)
+    x = rng.random((1, 3, *shape), dtype=np.float32)
+    got = session.run(["output"], {"input": x})[0]
+    with torch.inference_mode():
+        want = model.cpu().eval()(torch.from_numpy(x)).numpy()
+    if got.shape != want.shape:
+        raise ModelError(f"ONNX output shape {got.shape} differs from PyTorch's {want.shape}.")
+    return float(np.abs(got - want).max())
+
+
+def export_onnx(model: EnhanceNet, card: ModelCard, path: Path, *, tolerance: float = 1e-4) -> float:
+    """Write the ONNX model to ``path`` after checking it against PyTorch with onnxruntime.
+
+    Returns
+    -------
+    float
+        The largest output difference found (on the [0, 1] scale).
+
+    Raises
+    ------
+    ModelError
+        If onnxruntime's output differs by more than ``tolerance``.
+    """
+    blob = build_onnx(model, card).SerializeToString()
+    diff = check_onnx(model, blob)
+    if diff > tolerance:
+        raise ModelError(
+            f"ONNX model differs from PyTorch by {diff:.3g} (tolerance {tolerance:.1g}); not written."
+        )
+    path.parent.mkdir(parents=True, exist_ok=True)
+    atomic_write_bytes(path, blob)
+    return diff

@@ -1,0 +1,775 @@
+"""Training the paper's network: loss, optimiser, validation, checkpoints, resume and the fast paths.
+
+As in the paper: loss = MSE + λ·Sobel gradient energy (λ = 0.001), Adam with a constant learning rate of
+2·10⁻⁴ at mini-batch 32, weights from a truncated normal (σ 0.05), and the model with the lowest
+validation loss is kept.  scopectl adds what a long run needs:
+
+* **Resume.**  ``<model>/checkpoint/`` holds the weights and Adam state (safetensors) and the run state
+  (JSON): epoch, step, history, best loss.  It is rewritten every ``checkpoint_interval_s`` and at every
+  validation; a run killed at any moment resumes from the last checkpoint with the same command.  The
+  order of patches in epoch ``e`` is a pure function of ``(seed, e)``, so a resumed CPU run gives the
+  same weights as an uninterrupted one.
+* **Fast path on CUDA.**  bf16 autocast (loss in float32), channels-last memory, patches resident on the
+  GPU (or pinned, double-buffered), fused Adam, optional ``torch.compile``; larger batches with the
+  learning rate scaled by √(batch/32) unless given.
+* **Several GPUs or machines.**  Run the same command under ``torchrun``; each process trains on its
+  share of every epoch with DistributedDataParallel (NCCL on GPUs, Gloo on CPUs); rank 0 writes files.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import shutil
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+import numpy as np
+import torch
+from pydantic import Field
+from torch import nn
+
+from scopectl.config.base import StrictModel
+from scopectl.errors import ConfigError, ModelError
+from scopectl.learn.data import BatchSource, PatchDataset, PatchSplit, read_dataset
+from scopectl.learn.device import autocast, pick_device, resolve_precision
+from scopectl.learn.loss import SOBEL_WEIGHT, enhancement_loss
+from scopectl.learn.modelio import (
+    CARD_NAME,
+    WEIGHTS_NAME,
+    ModelCard,
+    TrainingInfo,
+    atomic_write_bytes,
+    save_model,
+)
+from scopectl.learn.network import EnhanceNet, build_network
+
+__all__ = [
+    "PAPER_BATCH",
+    "PAPER_LEARNING_RATE",
+    "TrainConfig",
+    "TrainProgress",
+    "TrainResult",
+    "train",
+]
+
+PAPER_LEARNING_RATE = 2e-4
+PAPER_BATCH = 32
+DEFAULT_EPOCHS = 100
+CHECKPOINT_DIR = "checkpoint"
+CURVE_NAME = "training-curve.png"
+
+
+class TrainConfig(StrictModel):
+    """Settings of a training run (defaults are the paper's)."""
+
+    epochs: int | None = Field(default=None, ge=1, le=1_000_000)
+    minutes: float | None = Field(default=None, gt=0)
+    batch_size: int = Field(default=PAPER_BATCH, ge=1, le=65536)
+    learning_rate: float | None = Field(default=None, gt=0, le=1.0)
+    sobel_weight: float = Field(default=SOBEL_WEIGHT, ge=0)
+    seed: int = Field(default=0, ge=0)
+    device: str = "auto"
+    precision: Literal["auto", "fp32", "bf16"] = "auto"
+    channels_last: bool = True
+    compile: bool = False
+    val_interval_s: float = Field(default=600.0, gt=0)
+    checkpoint_interval_s: float = Field(default=120.0, gt=0)
+    max_train_patches: int | None = Field(default=None, ge=1)
+    max_val_patches: int | None = Field(default=None, ge=1)
+    patience: int | None = Field(default=None, ge=1)
+    threads: int | None = Field(default=None, ge=1, le=1024)
+
+    def resolved_learning_rate(self, world_size: int = 1) -> float:
+        """The given learning rate, or 2·10⁻⁴ scaled by √(global batch / 32) (the paper's value at 32).
+
+        The global batch is ``batch_size`` × the number of processes (DistributedDataParallel).
+        """
+        if self.learning_rate is not None:
+            return self.learning_rate
+        return PAPER_LEARNING_RATE * math.sqrt(self.batch_size * world_size / PAPER_BATCH)
+
+    def resolved_epochs(self) -> int | None:
+        """Epoch limit: the given one, none when only a time limit is given, else 100."""
+        if self.epochs is None and self.minutes is None:
+            return DEFAULT_EPOCHS
+        return self.epochs
+
+
+@dataclass
+class TrainProgress:
+    """A progress report: ``kind`` is ``start``, ``step``, ``eval`` or ``end``."""
+
+    kind: Literal["start", "step", "eval", "end"]
+    epoch: float
+    steps_done: int
+    steps_total: int | None
+    elapsed_s: float
+    time_limit_s: float | None
+    train_loss: float | None = None
+    val_loss: float | None = None
+    best_val_loss: float | None = None
+    patches_per_s: float | None = None
+    improved: bool = False
+    message: str = ""
+
+
+@dataclass
+class TrainResult:
+    """What a training run did."""
+
+    model_dir: Path
+    card: ModelCard
+    stopped: str
+    epochs_completed: float
+    best_val_loss: float
+    steps: int
+    patches_per_s: float
+    history: dict[str, list[float]]
+    resumed: bool
+
+
+@dataclass
+class _State:
+    epoch: int = 0
+    step_in_epoch: int = 0
+    global_step: int = 0
+    patches_seen: int = 0
+    elapsed_s: float = 0.0
+    best_val_loss: float = math.inf
+    best_epoch: float = 0.0
+    evals_since_best: int = 0
+    interval_loss_sum: float = 0.0
+    interval_loss_count: int = 0
+    history: dict[str, list[float]] = field(
+        default_factory=lambda: {
+            k: [] for k in ("epoch", "patches", "elapsed_s", "train_loss", "val_loss", "val_mse")
+        }
+    )
+
+    def to_json(self) -> dict[str, Any]:
+        data = dict(self.__dict__)
+        data["best_val_loss"] = None if math.isinf(self.best_val_loss) else self.best_val_loss
+        return data
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> _State:
+        state = cls()
+        for key, value in data.items():
+            if hasattr(state, key):
+                setattr(state, key, value)
+        if state.best_val_loss is None:
+            state.best_val_loss = math.inf
+        return state
+
+
+@dataclass(frozen=True)
+class _Dist:
+    world: int
+    rank: int
+    local_rank: int
+
+    @classmethod
+    def from_env(cls) -> _Dist:
+        return cls(
+            world=int(os.environ.get("WORLD_SIZE", "1")),
+            rank=int(os.environ.get("RANK", "0")),
+            local_rank=int(os.environ.get("LOCAL_RANK", "0")),
+        )
+
+    @property
+    def main(self) -> bool:
+        return self.rank == 0
+
+
+def epoch_permutation(n: int, *, seed: int, epoch: int) -> torch.Tensor:
+    """The order of the ``n`` training patches in ``epoch`` (a pure function of seed and epoch)."""
+    gen = torch.Generator().manual_seed((seed * 1_000_003 + epoch * 7_919 + 17) % (2**63))
+    return torch.randperm(n, generator=gen)
+
+
+def train(
+    dataset: Path | str,
+    model_dir: Path | str,
+    config: TrainConfig,
+    *,
+    name: str | None = None,
+    force: bool = False,
+    on_progress: Callable[[TrainProgress], None] | None = None,
+) -> TrainResult:
+    """Train (or resume training) the paper's network on a patch dataset.
+
+    Parameters
+    ----------
+    dataset
+        The dataset HDF5 file (:mod:`scopectl.learn.data`).
+    model_dir
+        Output directory; an existing ``checkpoint/`` in it is resumed.
+    config
+        Run settings.
+    name
+        Model name written into the card (default: the directory name).
+    force
+        Discard an existing model or checkpoint in ``model_dir`` and start afresh.
+    on_progress
+        Called (on rank 0) with :class:`TrainProgress` reports.
+
+    Raises
+    ------
+    ModelError
+        If ``model_dir`` holds a finished model and no checkpoint (without ``force``), or a checkpoint of
+        another dataset or ratio.
+    InputFileError
+        If the dataset is unreadable.
+    """
+    dist = _Dist.from_env()
+    initialised = False
+    if dist.world > 1 and not torch.distributed.is_initialized():
+        backend = "nccl" if torch.cuda.is_available() and config.device != "cpu" else "gloo"
+        torch.distributed.init_process_group(backend=backend)
+        initialised = True
+    try:
+        return _Trainer(Path(dataset), Path(model_dir), config, name=name, force=force, dist=dist).run(
+            on_progress
+        )
+    finally:
+        if initialised:
+            torch.distributed.destroy_process_group()
+
+
+class _Trainer:
+    def __init__(
+        self,
+        dataset: Path,
+        model_dir: Path,
+        config: TrainConfig,
+        *,
+        name: str | None,
+        force: bool,
+        dist: _Dist,
+    ) -> None:
+        self.dataset_path = dataset
+        self.model_dir = model_dir
+        self.config = config
+        self.name = name or model_dir.name
+        self.force = force
+        self.dist = dist
+        self.ckpt_dir = model_dir / CHECKPOINT_DIR
+        self.device = pick_device(config.device, local_rank=dist.local_rank)
+        self.precision = resolve_precision(config.precision, self.device, inference=False)
+        self.lr = config.resolved_learning_rate(dist.world)
+        self.epochs = config.resolved_epochs()
+        self.time_limit_s = config.minutes * 60.0 if config.minutes is not None else None
+        self.steps_per_epoch = 1
+
+    # ------------------------------------------------------------------------------------------ setup
+    def _prepare_dir(self) -> bool:
+        """Create or clean the model directory; return True when a checkpoint is to be resumed."""
+        has_ckpt = (self.ckpt_dir / "state.json").is_file()
+        has_model = (self.model_dir / CARD_NAME).is_file() or (self.model_dir / WEIGHTS_NAME).is_file()
+        if self.force:
+            if self.dist.main:
+                for item in (WEIGHTS_NAME, CARD_NAME, CURVE_NAME):
+                    (self.model_dir / item).unlink(missing_ok=True)
+                shutil.rmtree(self.ckpt_dir, ignore_errors=True)
+            self._barrier()
+            return False
+        if has_model and not has_ckpt:
+            raise ModelError(
+                f"{self.model_dir}: a trained model is already there and has no checkpoint to resume.",
+                hint="Choose another --model name, or pass --force to train it again from scratch.",
+            )
+        return has_ckpt
+
+    def _barrier(self) -> None:
+        if self.dist.world > 1:
+            torch.distributed.barrier()
+
+    def _load_data(self) -> PatchDataset:
+        data = read_dataset(
+            self.dataset_path,
+            splits=("train", "val"),
+            max_patches=None,
+            seed=self.config.seed,
+        )
+        cfg = self.config
+        for split, limit in (("train", cfg.max_train_patches), ("val", cfg.max_val_patches)):
+            part = data.splits[split]
+            if limit is not None and len(part) > limit:
+                rng = np.random.default_rng(cfg.seed + (0 if split == "train" else 1))
+                keep = torch.from_numpy(np.sort(rng.choice(len(part), size=limit, replace=False)))
+                data.splits[split] = PatchSplit(part.inputs[keep].clone(), part.targets[keep].clone())
+        return data
+
+    # ------------------------------------------------------------------------------------------- run
+    def run(self, on_progress: Callable[[TrainProgress], None] | None) -> TrainResult:
+        cfg = self.config
+        if cfg.threads is not None:
+            torch.set_num_threads(cfg.threads)
+        if self.device.type == "cuda":
+            torch.backends.cudnn.benchmark = True  # fixed patch shapes: let cuDNN pick the fastest kernels
+        resume = self._prepare_dir()
+        data = self._load_data()
+        self.data = data
+        train_split, val_split = data.splits["train"], data.splits["val"]
+
+        gen = torch.Generator().manual_seed(cfg.seed)
+        model = build_network(data.ratio)
+        model.reset_parameters(generator=gen)
+        model = model.to(self.device)
+        if cfg.channels_last:
+            model = model.to(memory_format=torch.channels_last)  # type: ignore[call-overload]
+        optimizer = torch.optim.Adam(
+            model.parameters(), lr=self.lr, fused=True if self.device.type == "cuda" else None
+        )
+        state = _State()
+        if resume:
+            state = self._load_checkpoint(model, optimizer)
+        self.model = model
+        self.optimizer = optimizer
+
+        net: nn.Module = model
+        if self.dist.world > 1:
+            net = nn.parallel.DistributedDataParallel(
+                model, device_ids=[self.device.index] if self.device.type == "cuda" else None
+            )
+        if cfg.compile:
+            net = torch.compile(net)  # type: ignore[assignment]
+        self.net = net
+
+        train_src = BatchSource(train_split, device=self.device, channels_last=cfg.channels_last)
+        val_src = BatchSource(val_split, device=self.device, channels_last=cfg.channels_last)
+        n_train = len(train_split)
+        batch = min(cfg.batch_size, max(1, n_train // self.dist.world))
+        steps_per_epoch = max(1, (n_train // self.dist.world) // batch)
+        self.steps_per_epoch = steps_per_epoch
+        steps_total = self.epochs * steps_per_epoch if self.epochs is not None else None
+        report = on_progress if (on_progress is not None and self.dist.main) else None
+
+        run_start = time.monotonic()
+        elapsed_at_start = state.elapsed_s
+
+        def elapsed() -> float:
+            return elapsed_at_start + (time.monotonic() - run_start)
+
+        if report:
+            report(
+                TrainProgress(
+                    kind="start",
+                    epoch=state.epoch + state.step_in_epoch / steps_per_epoch,
+                    steps_done=state.global_step,
+                    steps_total=steps_total,
+                    elapsed_s=state.elapsed_s,
+                    time_limit_s=self.time_limit_s,
+                    best_val_loss=None if math.isinf(state.best_val_loss) else state.best_val_loss,
+                    message=(
+                        f"{'resuming' if resume else 'training'} on {self.device} ({self.precision}), "
+                        f"{n_train} train / {len(val_split)} val patches, batch {batch}×{self.dist.world}, "
+                        f"lr {self.lr:.3g}"
+                    ),
+                )
+            )
+
+        stopped = ""
+        steps_this_run = 0
+        last_eval = time.monotonic()
+        last_ckpt = time.monotonic()
+        rate_t0, rate_patches = time.monotonic(), 0
+        patches_per_s = 0.0
+        loss_acc = torch.zeros((), device=self.device)
+        acc_count = 0
+        sync_every = 1 if self.device.type == "cpu" else 25
+        net.train()
+        try:
+            while not stopped:
+                if self.epochs is not None and state.epoch >= self.epochs:
+                    stopped = "epochs"
+                    break
+                perm = epoch_permutation(n_train, seed=cfg.seed, epoch=state.epoch)
+                shard = perm[self.dist.rank :: self.dist.world]
+                for step in range(state.step_in_epoch, steps_per_epoch):
+                    index = shard[step * batch : (step + 1) * batch]
+                    x, y = train_src.batch(index)
+                    with autocast(self.device, self.precision):
+                        out = net(x)
+                    terms = enhancement_loss(out, y, sobel_weight=cfg.sobel_weight)
+                    optimizer.zero_grad(set_to_none=True)
+                    terms.total.backward()  # type: ignore[no-untyped-call]
+                    optimizer.step()
+                    loss_acc += terms.total.detach()
+                    acc_count += 1
+                    steps_this_run += 1
+                    state.global_step += 1
+                    state.step_in_epoch = step + 1
+                    state.patches_seen += batch * self.dist.world
+                    rate_patches += batch * self.dist.world
+                    last_step = step + 1 == steps_per_epoch
+                    if acc_count % sync_every == 0 or last_step:
+                        loss_value = float(loss_acc.item())
+                        state.interval_loss_sum += loss_value
+                        state.interval_loss_count += acc_count
+                        loss_acc.zero_()
+                        mean_loss = loss_value / acc_count
+                        acc_count = 0
+                        now = time.monotonic()
+                        if now - rate_t0 > 0:
+                            patches_per_s = rate_patches / (now - rate_t0)
+                        if not math.isfinite(mean_loss):
+                            raise ModelError(
+                                f"training diverged (loss {mean_loss}) at step {state.global_step}.",
+                                hint="Lower --lr or --batch-size, or use --precision fp32.",
+                            )
+                        if report:
+                            report(
+                                TrainProgress(
+                                    kind="step",
+                                    epoch=state.epoch + state.step_in_epoch / steps_per_epoch,
+                                    steps_done=state.global_step,
+                                    steps_total=steps_total,
+                                    elapsed_s=elapsed(),
+                                    time_limit_s=self.time_limit_s,
+                                    train_loss=mean_loss,
+                                    best_val_loss=None
+                                    if math.isinf(state.best_val_loss)
+                                    else state.best_val_loss,
+                                    patches_per_s=patches_per_s,
+                                )
+                            )
+                        flags = self._agree(
+                            [
+                                self.time_limit_s is not None and elapsed() >= self.time_limit_s,
+                                time.monotonic() - last_eval >= cfg.val_interval_s,
+                                time.monotonic() - last_ckpt >= cfg.checkpoint_interval_s,
+                            ]
+                        )
+                        if flags[0]:
+                            stopped = "time"
+                            break
+                        if flags[1] and not last_step:
+                            state.elapsed_s = elapsed()
+                            if self._evaluate(state, val_src, steps_per_epoch, report, elapsed()):
+                                stopped = "patience"
+                            last_eval = last_ckpt = time.monotonic()
+                            self._save_checkpoint(state)
+                            if stopped:
+                                break
+                        elif flags[2] and not last_step:
+                            state.elapsed_s = elapsed()
+                            self._save_checkpoint(state)
+                            last_ckpt = time.monotonic()
+                else:
+                    state.epoch += 1
+                    state.step_in_epoch = 0
+                    state.elapsed_s = elapsed()
+                    if self._evaluate(state, val_src, steps_per_epoch, report, elapsed()):
+                        stopped = "patience"
+                    self._save_checkpoint(state)
+                    last_eval = last_ckpt = time.monotonic()
+            # A run that stopped mid-epoch validates where it stopped, unless nothing happened since.
+            state.elapsed_s = elapsed()
+            pos = state.epoch + state.step_in_epoch / steps_per_epoch
+            if not state.history["epoch"] or state.history["epoch"][-1] < pos - 1e-9:
+                self._evaluate(state, val_src, steps_per_epoch, report, elapsed())
+            self._save_checkpoint(state)
+        except KeyboardInterrupt:
+            state.elapsed_s = elapsed()
+            self._save_checkpoint(state)
+            raise
+        card = self._final_card(state, batch, stopped)
+        if report:
+            report(
+                TrainProgress(
+                    kind="end",
+                    epoch=state.epoch + state.step_in_epoch / steps_per_epoch,
+                    steps_done=state.global_step,
+                    steps_total=steps_total,
+                    elapsed_s=state.elapsed_s,
+                    time_limit_s=self.time_limit_s,
+                    best_val_loss=state.best_val_loss,
+                    patches_per_s=patches_per_s,
+                    message=f"stopped ({stopped}); best validation loss {state.best_val_loss:.5g}",
+                )
+            )
+        return TrainResult(
+            model_dir=self.model_dir,
+            card=card,
+            stopped=stopped,
+            epochs_completed=state.epoch + state.step_in_epoch / steps_per_epoch,
+            best_val_loss=state.best_val_loss,
+            steps=state.global_step,
+            patches_per_s=patches_per_s,
+            history=state.history,
+            resumed=resume,
+        )
+
+    def _agree(self, flags: list[bool]) -> list[bool]:
+        """All ranks take the same decisions (any rank's flag counts)."""
+        if self.dist.world == 1:
+            return flags
+        t = torch.tensor([1.0 if f else 0.0 for f in flags], device=self.device)
+        torch.distributed.all_reduce(t, op=torch.distributed.ReduceOp.MAX)
+        return [bool(v > 0) for v in t.tolist()]
+
+    # ------------------------------------------------------------------------------------ validation
+    @torch.no_grad()
+    def _validation_loss(self, val_src: BatchSource) -> tuple[float, float]:
+        """Mean loss and MSE over the validation patches (sharded over ranks)."""
+        model = self.model
+        model.eval()
+        n = val_src.n
+        index = torch.arange(n)[self.dist.rank :: self.dist.world]
+        chunk = max(1, min(256, self.config.batch_size * 2))
+        sums = torch.zeros(3, dtype=torch.float64, device=self.device)
+        for start in range(0, len(index), chunk):
+            sel = index[start : start + chunk]
+            x, y = val_src.batch(sel)
+            with autocast(self.device, self.precision):
+                out = model(x)
+            terms = enhancement_loss(out, y, sobel_weight=self.config.sobel_weight)
+            k = float(len(sel))
+            sums += torch.stack([terms.total.double() * k, terms.mse.double() * k, torch.tensor(k).to(sums)])
+        if self.dist.world > 1:
+            torch.distributed.all_reduce(sums)
+        model.train()
+        total, mse, count = (float(v) for v in sums.tolist())
+        return total / count, mse / count
+
+    def _evaluate(
+        self,
+        state: _State,
+        val_src: BatchSource,
+        steps_per_epoch: int,
+        report: Callable[[TrainProgress], None] | None,
+        elapsed_s: float,
+    ) -> bool:
+        """Validate, keep the best model, update history and curve; return True to stop (patience)."""
+        val_loss, val_mse = self._validation_loss(val_src)
+        epoch = state.epoch + state.step_in_epoch / steps_per_epoch
+        train_loss = (
+            state.interval_loss_sum / state.interval_loss_count if state.interval_loss_count else float("nan")
+        )
+        state.interval_loss_sum, state.interval_loss_count = 0.0, 0
+        h = state.history
+        h["epoch"].append(epoch)
+        h["patches"].append(float(state.patches_seen))
+        h["elapsed_s"].append(elapsed_s)
+        h["train_loss"].append(train_loss)
+        h["val_loss"].append(val_loss)
+        h["val_mse"].append(val_mse)
+        improved = val_loss < state.best_val_loss
+        if improved:
+            state.best_val_loss = val_loss
+            state.best_epoch = epoch
+            state.evals_since_best = 0
+            if self.dist.main:
+                save_model(self.model_dir, self.model, self._card(state, stopped="", validation=None))
+        else:
+            state.evals_since_best += 1
+        if self.dist.main:
+            write_training_curve(self.model_dir / CURVE_NAME, h, title=self.name)
+        if report:
+            report(
+                TrainProgress(
+                    kind="eval",
+                    epoch=epoch,
+                    steps_done=state.global_step,
+                    steps_total=None,
+                    elapsed_s=elapsed_s,
+                    time_limit_s=self.time_limit_s,
+                    train_loss=train_loss,
+                    val_loss=val_loss,
+                    best_val_loss=state.best_val_loss,
+                    improved=improved,
+                )
+            )
+        return self.config.patience is not None and state.evals_since_best >= self.config.patience
+
+    # ------------------------------------------------------------------------------------------ cards
+    def _card(self, state: _State, *, stopped: str, validation: dict[str, float] | None) -> ModelCard:
+        data = self.data
+        best_mse = (
+            state.history["val_mse"][state.history["val_loss"].index(state.best_val_loss)]
+            if state.best_val_loss in state.history["val_loss"]
+            else float("nan")
+        )
+        metrics = {"loss": state.best_val_loss, "mse": best_mse, "psnr_db": _psnr(best_mse)}
+        metrics.update(validation or {})
+        return ModelCard(
+            name=self.name,
+            ratio=f"{data.ratio[0]}/{data.ratio[1]}",
+            input_pixel_size_um=data.input_pixel_size_um,
+            target_pixel_size_um=data.target_pixel_size_um,
+            sample_type=data.sample_type,
+            input_kind=data.input_kind,
+            training=TrainingInfo(
+                dataset=str(self.dataset_path),
+                dataset_sha256=data.sha256,
+                dataset_provenance=data.provenance,
+                train_patches=len(data.splits["train"]),
+                val_patches=len(data.splits["val"]),
+                epochs_completed=state.epoch + state.step_in_epoch / self.steps_per_epoch,
+                best_epoch=state.best_epoch,
+                steps=state.global_step,
+                patches_seen=state.patches_seen,
+                batch_size=self.config.batch_size,
+                learning_rate=self.lr,
+                sobel_weight=self.config.sobel_weight,
+                seed=self.config.seed,
+                device=str(self.device),
+                precision=self.precision,
+                world_size=self.dist.world,
+                duration_s=state.elapsed_s,
+                stopped=stopped,
+            ),
+            validation={k: float(v) for k, v in metrics.items()},
+        )
+
+    def _final_card(self, state: _State, batch: int, stopped: str) -> ModelCard:
+        """Rewrite the best model's card with the final run summary and SSIM on validation patches."""
+        from scopectl.learn.modelio import load_model
+
+        self._barrier()  # rank 0 has written the best model
+        if not self.dist.main:
+            return self._card(state, stopped=stopped, validation=None)
+        best, _ = load_model(self.model_dir)
+        extra = validation_ssim(best, self.data.splits["val"], ratio=self.data.ratio)
+        return save_model(self.model_dir, best, self._card(state, stopped=stopped, validation=extra))
+
+    # ------------------------------------------------------------------------------------ checkpoints
+    def _save_checkpoint(self, state: _State) -> None:
+        if not self.dist.main:
+            return
+        from safetensors.torch import save
+
+        self.ckpt_dir.mkdir(parents=True, exist_ok=True)
+        tensors: dict[str, torch.Tensor] = {
+            f"model.{k}": v.detach().cpu().contiguous() for k, v in self.model.state_dict().items()
+        }
+        opt_state = self.optimizer.state_dict()
+        for idx, entry in opt_state["state"].items():
+            for key, value in entry.items():
+                if isinstance(value, torch.Tensor):
+                    tensors[f"optimizer.{idx}.{key}"] = value.detach().cpu().contiguous()
+        file_name = f"state-{state.global_step:09d}.safetensors"
+        atomic_write_bytes(self.ckpt_dir / file_name, save(tensors))
+        meta = {
+            "format": "scopectl-checkpoint",
+            "schema_version": 1,
+            "tensors": file_name,
+            "state": state.to_json(),
+            "param_groups": opt_state["param_groups"],
+            "dataset": str(self.dataset_path),
+            "dataset_sha256": self.data.sha256,
+            "ratio": list(self.data.ratio),
+            "config": self.config.model_dump(mode="json"),
+            "name": self.name,
+        }
+        atomic_write_bytes(self.ckpt_dir / "state.json", (json.dumps(meta, indent=1) + "\n").encode())
+        for old in self.ckpt_dir.glob("state-*.safetensors"):
+            if old.name != file_name:
+                old.unlink(missing_ok=True)
+
+    def _load_checkpoint(self, model: EnhanceNet, optimizer: torch.optim.Optimizer) -> _State:
+        from safetensors.torch import load_file
+
+        path = self.ckpt_dir / "state.json"
+        try:
+            meta = json.loads(path.read_text(encoding="utf-8"))
+        except (OSError, json.JSONDecodeError) as exc:
+            raise ModelError(
+                f"{path}: unreadable checkpoint ({exc}).", hint="Pass --force to start afresh."
+            ) from None
+        if meta.get("format") != "scopectl-checkpoint":
+            raise ModelError(f"{path}: not a scopectl checkpoint.", hint="Pass --force to start afresh.")
+        if meta.get("dataset_sha256") != self.data.sha256 or tuple(meta.get("ratio", ())) != self.data.ratio:
+            raise ModelError(
+                f"{path}: the checkpoint was trained on another dataset ({meta.get('dataset')}).",
+                hint="Train under another --model name, or pass --force to discard the checkpoint.",
+            )
+        old = meta.get("config", {})
+        for key in ("batch_size", "seed", "sobel_weight"):
+            if key in old and old[key] != getattr(self.config, key):
+                raise ConfigError(
+                    f"{path}: the checkpoint used {key} = {old[key]}, this run {getattr(self.config, key)}.",
+                    hint="Resume with the same settings, or pass --force to start afresh.",
+                )
+        tensor_file = self.ckpt_dir / str(meta["tensors"])
+        if "/" in str(meta["tensors"]) or not tensor_file.is_file():
+            raise ModelError(
+                f"{tensor_file}: checkpoint tensors are missing.", hint="Pass --force to start afresh."
+            )
+        tensors = load_file(tensor_file)
+        model.load_state_dict(
+            {k[len("model.") :]: v.to(self.device) for k, v in tensors.items() if k.startswith("model.")}
+        )
+        opt_state: dict[str, Any] = {"state": {}, "param_groups": meta["param_groups"]}
+        for key, value in tensors.items():
+            if key.startswith("optimizer."):
+                _, idx, name = key.split(".", 2)
+                opt_state["state"].setdefault(int(idx), {})[name] = value
+        for group in opt_state["param_groups"]:
+            group["lr"] = self.lr
+        optimizer.load_state_dict(opt_state)
+        return _State.from_json(meta["state"])
+
+
+def _psnr(mse: float) -> float:
+    return float(10 * math.log10(1.0 / mse)) if mse > 0 and math.isfinite(mse) else float("nan")
+
+
+def validation_ssim(
+    model: EnhanceNet, split: PatchSplit, *, ratio: tuple[int, int], max_patches: int = 64
+) -> dict[str, float]:
+    """Mean SSIM (luminance) of the network and of bicubic upsampling on up to ``max_patches`` patches."""
+    from scopectl.evaluation.metrics import bicubic_resize, ssim
+    from scopectl.learn.enhance import run_network
+
+    n = min(max_patches, len(split))
+    net_scores, bic_scores = [], []
+    for i in range(n):
+        x = split.inputs[i].numpy()
+        y = split.targets[i].numpy()
+        out = run_network(model, x, device=torch.device("cpu"), precision="fp32")
+        bic = bicubic_resize(x, shape=(y.shape[0], y.shape[1]))
+        net_scores.append(ssim(y, out))
+        bic_scores.append(ssim(y, bic))
+    return {
+        "ssim_network": float(np.mean(net_scores)),
+        "ssim_bicubic": float(np.mean(bic_scores)),
+        "ssim_patches": float(n),
+    }
+
+
+def write_training_curve(path: Path, history: dict[str, list[float]], *, title: str) -> None:
+    """Plot training and validation loss against epochs into a PNG (written atomically)."""
+    import io
+
+    import matplotlib
+
+    matplotlib.use("Agg", force=False)
+    from matplotlib.figure import Figure
+
+    fig = Figure(figsize=(6.4, 4.0), dpi=100)
+    ax = fig.add_subplot(1, 1, 1)
+    epochs = history["epoch"]
+    ax.plot(epochs, history["train_loss"], "o-", label="training loss (mean since previous point)", ms=3)
+    ax.plot(epochs, history["val_loss"], "s-", label="validation loss", ms=3)
+    finite = [v for v in history["val_loss"] if math.isfinite(v)]
+    if finite:
+        best = min(finite)
+        ax.axhline(best, color="grey", lw=0.8, ls="--", label=f"best validation loss {best:.4g}")
+    if all(v > 0 for v in history["train_loss"] + history["val_loss"] if math.isfinite(v)):
+        ax.set_yscale("log")
+    ax.set_xlabel("epoch")
+    ax.set_ylabel("loss (MSE + λ·Sobel energy, images in [0, 1])")
+    ax.set_title(title)
+    ax.grid(True, alpha=0.3)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png")
+    atomic_write_bytes(path, buf.getvalue())
