@@ -53,7 +53,7 @@ def demo_cmd(
     ] = False,
     minutes: Annotated[
         float | None,
-        typer.Option("--minutes", min=0.1, help="Training time per model (default 4, or 20 with --full)."),
+        typer.Option("--minutes", min=0.1, help="Training time per model (default 5, or 20 with --full)."),
     ] = None,
     device: Annotated[
         str, typer.Option("--device", help="auto, cpu or cuda for training and enhancement.")
@@ -72,7 +72,7 @@ def demo_cmd(
         else [("lung", "lung-trichrome")]
     )
     fields = 16 if full else 9
-    train_minutes = minutes if minutes is not None else (20.0 if full else 4.0)
+    train_minutes = minutes if minutes is not None else (20.0 if full else 5.0)
     demo_dir = state.reports_dir / "demo"
     t_start = time.monotonic()
     results: dict[str, Any] = {"root": str(root), "simulated": True, "samples": {}}
