@@ -114,5 +114,6 @@ def test_kill_9_at_random_points_then_resume_gives_the_same_slide(tmp_path: Path
     subprocess.run(
         [exe, "--root", str(root), *args, "--resume"], check=False, capture_output=True, timeout=600
     )
-    assert kills >= 2  # a resumed run may finish before its kill time; every kill so far left a resumable slide
+    # a resumed run may finish before its kill time; every kill so far left a resumable slide
+    assert kills >= 2
     assert_same(content(root / "slides" / "lung01.h5"), content(ref_root / "slides" / "lung01.h5"))

@@ -45,9 +45,11 @@ def test_driver_pattern_reaches_the_wire(fil: FirmwareInTheLoop, ring: Any) -> N
         state = ring.set_pattern(colors, brightness=brightness)
         np.testing.assert_array_equal(state.colors, colors)
         assert state.brightness == brightness
-        shown, shown_brightness = fil.ring_state()  # set_pattern returns once the frame is out
-        np.testing.assert_array_equal(shown, _scaled(colors, brightness))
-        assert shown_brightness == brightness
+        shown = fil.last_frame()  # set_pattern returns once the frame is out
+        np.testing.assert_array_equal(shown.rgb, _scaled(colors, brightness))
+        assert shown.brightness == brightness
+        light, light_brightness = fil.ring_state()
+        np.testing.assert_array_equal((light.astype(np.int64) * (light_brightness + 1)) >> 8, shown.rgb)
         assert fil.last_frame().errors == 0
 
 

@@ -354,10 +354,14 @@ class FirmwareInTheLoop:
 
     # ---- what the digital twin and the tests read ---------------------------------------------------
     def ring_state(self) -> tuple[np.ndarray, int]:
-        """The last decoded frame: ``(12, 3)`` uint8 RGB as sent on the wire (after brightness), and the
-        brightness the firmware applied to it."""
-        frame = self.last_frame()
-        return frame.rgb.copy(), frame.brightness
+        """The light the ring shows, as ``(colours, brightness)`` with the meaning of
+        :meth:`SimulatedLedBoard.ring_state` (brightness applied as ``(c * (b + 1)) >> 8``).
+
+        Only the wire is observed here, so the colours are the decoded channel values (already scaled) and the
+        brightness is 255, which leaves them unchanged: the digital twin lit from either simulator gets the same
+        light.  The firmware's own brightness setting is ``last_frame().brightness``.
+        """
+        return self.last_frame().rgb.copy(), 255
 
     def emitted(self) -> np.ndarray:
         """Channel values on the LEDs now (after brightness), ``(12, 3)`` uint8 RGB."""
