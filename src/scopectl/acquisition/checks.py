@@ -17,7 +17,8 @@ from scopectl.store import SlideStore
 
 __all__ = ["locate_in_mosaic"]
 
-_INDEX: dict[tuple[str, int], tuple[MosaicIndex, Any]] = {}
+#: The mosaic index of the slide being acquired: (open h5 file, reduction factor, index).
+_INDEX: list[tuple[Any, int, MosaicIndex]] = []
 
 #: Faster, looser settings than the registration stage: this only has to say "it is there".
 CHECK_PARAMS = FovParams(
@@ -48,12 +49,9 @@ def locate_in_mosaic(
         mosaic_pixel_um=info.pixel_size_um,
         params=CHECK_PARAMS,
     )
-    key = (str(store.path), id(store.h5))
-    cached = _INDEX.get(key)
-    if cached is None or cached[1] is not store.h5:
-        _INDEX.clear()
-        cached = (MosaicIndex(mosaic, factor=factor), store.h5)
-        _INDEX[key] = cached
+    if not _INDEX or _INDEX[0][0] is not store.h5 or _INDEX[0][1] != factor:
+        _INDEX[:] = [(store.h5, factor, MosaicIndex(mosaic, factor=factor))]
+    index = _INDEX[0][2]
     prior = None
     if planned_xy_um is not None:
         prior = (
@@ -67,7 +65,7 @@ def locate_in_mosaic(
             phone_pixel_um=phone_pixel_um,
             mosaic_pixel_um=info.pixel_size_um,
             params=CHECK_PARAMS,
-            index=cached[0],
+            index=index,
             prior_center_px=prior,
         )
     except RegistrationError as exc:

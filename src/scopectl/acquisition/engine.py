@@ -9,6 +9,7 @@ same plan.  Checks run at acquisition time, so a bad dataset is caught at the be
 from __future__ import annotations
 
 import json
+import os
 import tempfile
 import time
 from collections.abc import Callable
@@ -239,11 +240,12 @@ class AcquisitionEngine:
         }
 
     # ------------------------------------------------------------------ phone
+    def _latest_per_field(self) -> dict[int, dict[str, Any]]:
+        """The newest capture of each field (a recapture supersedes earlier ones)."""
+        return {m["field_index"]: m for m in self.store.captures_meta()}
+
     def _fields_to_do(self) -> list[FieldPos]:
-        metas = self.store.captures_meta()
-        latest: dict[int, dict[str, Any]] = {}
-        for m in metas:
-            latest[m["field_index"]] = m  # later captures of a field supersede earlier ones
+        latest = self._latest_per_field()
         todo = []
         for f in self.plan.fields:
             last = latest.get(f.index)
@@ -358,9 +360,7 @@ class AcquisitionEngine:
 
     def summary(self, bench: dict[str, Any], elapsed_s: float) -> dict[str, Any]:
         metas = self.store.captures_meta()
-        latest: dict[int, dict[str, Any]] = {}
-        for m in metas:
-            latest[m["field_index"]] = m
+        latest = self._latest_per_field()
         flagged = {i: m["extra"].get("flags", []) for i, m in latest.items() if m["extra"].get("flags")}
         all_mv = [m["battery_mv"] for m in metas if m["battery_mv"] is not None]
         verify = self.store.verify()
@@ -387,6 +387,6 @@ class AcquisitionEngine:
             "battery_mv_range": [min(all_mv), max(all_mv)] if all_mv else None,
             "elapsed_s": elapsed_s,
             "benchtop": bench,
-            "store_bytes": verify and self.store.info()["size_bytes"],
+            "store_bytes": os.path.getsize(self.store.path),
             "verified": verify["ok"],
         }

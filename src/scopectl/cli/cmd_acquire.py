@@ -10,12 +10,11 @@ from typing import Annotated, Any
 
 import typer
 
-from scopectl.cli.common import emit, get_state, progress, say
+from scopectl.cli.common import JsonOpt, emit, get_state, progress, say
 from scopectl.errors import ConfigError, DeviceError, StoreExistsError
 
 __all__ = ["register"]
 
-JsonOpt = Annotated[bool, typer.Option("--json", help="Print one JSON object as the last line.")]
 RigOpt = Annotated[
     str | None,
     typer.Option(
@@ -45,11 +44,7 @@ class CliOperator:
         input()
 
     def prompt_move(self, message: str) -> None:
-        if not sys.stdin.isatty():
-            raise DeviceError(
-                f"manual phone stage: {message.split(':')[0]} needs an operator at a terminal.",
-                hint="Run scopectl acquire interactively.",
-            )
+        # acquire_cmd refuses a hand-moved stage before starting when no terminal is attached
         say(message)
         input()
 

@@ -181,14 +181,11 @@ def demo_cmd(
 
 
 def _read_tables(report_dir: Path) -> Any:
-    for name in ("tables.json", "evaluation.json", "report.json"):
-        p = report_dir / name
-        if p.is_file():
-            try:
-                return json.loads(p.read_text(encoding="utf-8"))
-            except ValueError:
-                return None
-    return None
+    """The tables `scopectl evaluate` wrote (``tables.json``), or None."""
+    try:
+        return json.loads((report_dir / "tables.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
 
 
 def register(app: typer.Typer) -> None:

@@ -9,14 +9,13 @@ from typing import Annotated, Any, Literal
 
 import typer
 
-from scopectl.cli.common import emit, get_state, progress, say
+from scopectl.cli.common import JsonOpt, emit, get_state, progress, say
 from scopectl.errors import ConfigError, InputFileError
 
 __all__ = ["enhance_cmd", "evaluate_cmd", "export_app", "register", "train_cmd"]
 
 export_app = typer.Typer(help="Export models to other formats.", no_args_is_help=True)
 
-JsonOpt = Annotated[bool, typer.Option("--json", help="Print one JSON object as the last line.")]
 ModelOpt = Annotated[
     str, typer.Option("--model", help="Model name (<root>/models/<name>/) or a model directory.")
 ]

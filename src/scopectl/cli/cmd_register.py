@@ -8,14 +8,13 @@ from typing import Annotated, Any
 import typer
 from pydantic import ValidationError
 
-from scopectl.cli.common import emit, get_state, progress, say
+from scopectl.cli.common import JsonOpt, emit, get_state, progress, say
 from scopectl.config.base import format_validation_error
 from scopectl.errors import ConfigError, InputFileError
 from scopectl.store import SlideStore
 
 __all__ = ["register"]
 
-JsonOpt = Annotated[bool, typer.Option("--json", help="Print one JSON object as the last line.")]
 
 dataset_app = typer.Typer(help="Build training sets from registered slides.", no_args_is_help=True)
 

@@ -7,7 +7,7 @@ from typing import Annotated, Any
 
 import typer
 
-from scopectl.cli.common import emit, get_state, say
+from scopectl.cli.common import JsonOpt, emit, get_state, say
 from scopectl.errors import StoreCorruptError, StoreError
 from scopectl.store import SlideStore
 from scopectl.store.importer import TileGrid, import_slide
@@ -16,7 +16,6 @@ __all__ = ["register"]
 
 store_app = typer.Typer(help="Inspect and check slide stores.", no_args_is_help=True)
 
-JsonOpt = Annotated[bool, typer.Option("--json", help="Print one JSON object as the last line.")]
 SlideOpt = Annotated[str, typer.Option("--slide", help="Slide id (file <root>/slides/<id>.h5).")]
 
 

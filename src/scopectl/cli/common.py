@@ -17,7 +17,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
 
 import typer
 from rich.console import Console
@@ -30,9 +30,12 @@ from rich.progress import (
     TimeRemainingColumn,
 )
 
-__all__ = ["CliState", "emit", "get_state", "progress", "say", "say_error", "stderr_console"]
+__all__ = ["CliState", "JsonOpt", "emit", "get_state", "progress", "say", "say_error", "stderr_console"]
 
 stderr_console = Console(stderr=True)
+
+#: The ``--json`` option every reporting command takes (see :func:`emit`).
+JsonOpt = Annotated[bool, typer.Option("--json", help="Print one JSON object as the last line.")]
 
 
 @dataclass

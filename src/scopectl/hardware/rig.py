@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
-import math
 import tempfile
 import threading
 import time
@@ -485,7 +484,3 @@ def check_rig(rig: Rig) -> list[dict[str, Any]]:
     probe("phone", phone)
     probe("benchtop", bench)
     return rows
-
-
-def finite(v: float) -> bool:
-    return math.isfinite(v)
