@@ -23,7 +23,8 @@ from __future__ import annotations
 
 import math
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from fractions import Fraction
 from typing import Any, Literal
@@ -347,91 +348,14 @@ def registration_images(
     return np.asarray(moving, np.float32), ref, [float(v) for v in coef]
 
 
-def _register_pair(
-    phone_rgb: NDArray[np.uint8],
-    mosaic: MosaicLike,
-    *,
-    phone_pixel_um: float,
-    mosaic_pixel_um: float,
-    params: RegisterParams | None = None,
-    index: MosaicIndex | Callable[[], MosaicIndex] | None = None,
-    prior_center_px: tuple[float, float] | None = None,
-    correction: DisplacementField | None = None,
-) -> RegisteredPair:
-    """Body of :func:`register_pair` (OpenCV errors are translated there)."""
-    p = params or RegisterParams()
-    t0 = time.perf_counter()
-    fov_input = phone_rgb
-    if correction is not None:
-        rows_p, cols_p = phone_rgb.shape[:2]
-        pr, pc = np.meshgrid(
-            np.arange(rows_p, dtype=np.float32), np.arange(cols_p, dtype=np.float32), indexing="ij"
-        )
-        dr, dc = correction.sample(pr, pc)
-        fov_input = np.asarray(
-            cv2.remap(phone_rgb, pc + dc, pr + dr, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REFLECT_101),
-            dtype=np.uint8,
-        )
-    match = match_fov(
-        fov_input,
-        mosaic,
-        phone_pixel_um=phone_pixel_um,
-        mosaic_pixel_um=mosaic_pixel_um,
-        params=p.fov,
-        index=index,
-        prior_center_px=prior_center_px,
-    )
-    t1 = time.perf_counter()
-    ratio = p.ratio_fraction
-    geom = target_region(
-        match.footprint_px,
-        mosaic_shape=(int(mosaic.shape[0]), int(mosaic.shape[1])),
-        margin_px=p.margin_px,
-        ratio=ratio,
-    )
-    (r0, c0), (rows, cols) = geom.target_origin_px, geom.target_shape_px
-    target = np.ascontiguousarray(np.asarray(mosaic[r0 : r0 + rows, c0 : c0 + cols]), dtype=np.uint8)
-    unregistered = render_registered(
-        phone_rgb, homography=match.homography, geometry=geom, shift_map=None, correction=correction
-    )
-    elastic: ElasticResult
-    shift_map: F32 | None = None
-    failure: str | None = None
-    t2 = time.perf_counter()
-    projected = _project(phone_rgb, match.homography, geom, p.margin_px, correction)
-    moving, reference, weights = registration_images(
-        projected, target, channel=p.channel, margin_px=p.margin_px
-    )
-    if p.elastic:
-        elastic = elastic_register(moving, reference, params=p.elastic_params, margin_px=p.margin_px)
-        rc, cc = geom.registered_centres()
-        shift_map = (elastic.field.sample_grid(rc, cc) / float(ratio)).astype(np.float32)
-    else:
-        elastic = check_only(moving, reference, params=p.elastic_params, margin_px=p.margin_px)
-    if elastic.coverage < p.min_coverage:
-        failure = (
-            f"only {100 * elastic.coverage:.0f}% of the blocks correlate above "
-            f"{p.elastic_params.threshold} after registration (need {100 * p.min_coverage:.0f}%)"
-        )
-    elif elastic.quality < p.min_quality:
-        failure = f"registration quality {elastic.quality:.2f} is below {p.min_quality:.2f}"
-    t3 = time.perf_counter()
-    registered = render_registered(
-        phone_rgb, homography=match.homography, geometry=geom, shift_map=shift_map, correction=correction
-    )
-    t4 = time.perf_counter()
-    return RegisteredPair(
-        match=match,
-        geometry=geom,
-        registered=registered,
-        target=target,
-        shift_map=shift_map,
-        elastic=elastic,
-        unregistered=unregistered,
-        failure=failure,
-        channel_weights=weights,
-        timings_s={"fov": t1 - t0, "elastic": t3 - t2, "render": (t4 - t3) + (t2 - t1), "total": t4 - t0},
-    )
+@contextmanager
+def _opencv_errors() -> Iterator[None]:
+    """Turn OpenCV exceptions into one-line registration errors."""
+    try:
+        yield
+    except cv2.error as exc:
+        first = str(exc).strip().splitlines()[-1] if str(exc).strip() else type(exc).__name__
+        raise RegistrationError(f"OpenCV failed while registering the capture ({first}).") from None
 
 
 def register_pair(
@@ -490,17 +414,77 @@ def register_pair(
         raise RegistrationError(
             f"pixel sizes must be positive (phone {phone_pixel_um} µm, mosaic {mosaic_pixel_um} µm); check the slide's metadata."
         )
-    try:
-        return _register_pair(
-            phone_rgb,
+    with _opencv_errors():
+        p = params or RegisterParams()
+        t0 = time.perf_counter()
+        fov_input = phone_rgb
+        if correction is not None:
+            rows_p, cols_p = phone_rgb.shape[:2]
+            pr, pc = np.meshgrid(
+                np.arange(rows_p, dtype=np.float32), np.arange(cols_p, dtype=np.float32), indexing="ij"
+            )
+            dr, dc = correction.sample(pr, pc)
+            fov_input = np.asarray(
+                cv2.remap(phone_rgb, pc + dc, pr + dr, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REFLECT_101),
+                dtype=np.uint8,
+            )
+        match = match_fov(
+            fov_input,
             mosaic,
             phone_pixel_um=phone_pixel_um,
             mosaic_pixel_um=mosaic_pixel_um,
-            params=params,
+            params=p.fov,
             index=index,
             prior_center_px=prior_center_px,
-            correction=correction,
         )
-    except cv2.error as exc:
-        first = str(exc).strip().splitlines()[-1] if str(exc).strip() else type(exc).__name__
-        raise RegistrationError(f"OpenCV failed while registering the capture ({first}).") from None
+        t1 = time.perf_counter()
+        ratio = p.ratio_fraction
+        geom = target_region(
+            match.footprint_px,
+            mosaic_shape=(int(mosaic.shape[0]), int(mosaic.shape[1])),
+            margin_px=p.margin_px,
+            ratio=ratio,
+        )
+        (r0, c0), (rows, cols) = geom.target_origin_px, geom.target_shape_px
+        target = np.ascontiguousarray(np.asarray(mosaic[r0 : r0 + rows, c0 : c0 + cols]), dtype=np.uint8)
+        unregistered = render_registered(
+            phone_rgb, homography=match.homography, geometry=geom, shift_map=None, correction=correction
+        )
+        elastic: ElasticResult
+        shift_map: F32 | None = None
+        failure: str | None = None
+        t2 = time.perf_counter()
+        projected = _project(phone_rgb, match.homography, geom, p.margin_px, correction)
+        moving, reference, weights = registration_images(
+            projected, target, channel=p.channel, margin_px=p.margin_px
+        )
+        if p.elastic:
+            elastic = elastic_register(moving, reference, params=p.elastic_params, margin_px=p.margin_px)
+            rc, cc = geom.registered_centres()
+            shift_map = (elastic.field.sample_grid(rc, cc) / float(ratio)).astype(np.float32)
+        else:
+            elastic = check_only(moving, reference, params=p.elastic_params, margin_px=p.margin_px)
+        if elastic.coverage < p.min_coverage:
+            failure = (
+                f"only {100 * elastic.coverage:.0f}% of the blocks correlate above "
+                f"{p.elastic_params.threshold} after registration (need {100 * p.min_coverage:.0f}%)"
+            )
+        elif elastic.quality < p.min_quality:
+            failure = f"registration quality {elastic.quality:.2f} is below {p.min_quality:.2f}"
+        t3 = time.perf_counter()
+        registered = render_registered(
+            phone_rgb, homography=match.homography, geometry=geom, shift_map=shift_map, correction=correction
+        )
+        t4 = time.perf_counter()
+        return RegisteredPair(
+            match=match,
+            geometry=geom,
+            registered=registered,
+            target=target,
+            shift_map=shift_map,
+            elastic=elastic,
+            unregistered=unregistered,
+            failure=failure,
+            channel_weights=weights,
+            timings_s={"fov": t1 - t0, "elastic": t3 - t2, "render": (t4 - t3) + (t2 - t1), "total": t4 - t0},
+        )
