@@ -36,7 +36,7 @@ from numpy.typing import NDArray
 from scopectl.registration.distortion import DistortionAccumulator, remove_projective_part
 from scopectl.registration.elastic import elastic_register
 from scopectl.registration.fov import FovParams, MosaicIndex, match_fov, project_points
-from scopectl.registration.pair import RegisteredPair, register_pair
+from scopectl.registration.pair import RegisteredPair, RegisterParams, register_pair
 from scopectl.registration.synthetic import SyntheticCapture, phone_capture, tissue_rgb
 
 BENCH_UM = 0.37
@@ -253,7 +253,11 @@ def measure_synthetic(*, captures: int = 6, figures: Path | None = None) -> list
 
 # ------------------------------------------------------------------ digital twin
 def measure_twin(
-    *, per_sample: int = 3, samples: tuple[str, ...] = ("lung", "pap", "blood"), figures: Path | None = None
+    *,
+    per_sample: int = 3,
+    samples: tuple[str, ...] = ("lung", "pap", "blood"),
+    figures: Path | None = None,
+    params: RegisterParams | None = None,
 ) -> list[dict[str, Any]]:
     """The twin's phone captures registered to its benchtop frames; residual against its ground truth."""
     from scopectl.twin import BenchtopModel, Illumination, PhoneModel, make_slide
@@ -293,7 +297,11 @@ def measure_twin(
 
             try:
                 pair = register_pair(
-                    cap.rgb, frame, phone_pixel_um=phone.pixel_size_um, mosaic_pixel_um=bench_um
+                    cap.rgb,
+                    frame,
+                    phone_pixel_um=phone.pixel_size_um,
+                    mosaic_pixel_um=bench_um,
+                    params=params,
                 )
             except Exception as exc:  # a failed match is a result to report here
                 rows.append({"what": "twin", "sample": sample, "capture": k, "failed": str(exc)})
