@@ -69,6 +69,16 @@ def test_acquire_on_the_simulated_rig_produces_a_verifiable_slide(
         == 3
     )
     assert "already exists" in capsys.readouterr().err
+    # the acquired slide registers and cuts into a training set
+    assert main(["--root", str(root), "register", "--slide", "lung01", "--json"]) == 0
+    reg = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert reg["ok"] == 2 and reg["failed"] == 0
+    assert all(c["quality"] > 0.5 and Path(c["figures"][0]).is_file() for c in reg["captures"])
+    build = ["dataset", "build", "--slides", "lung01", "--name", "t", "--split", "1,0,0", "--json"]
+    assert main(["--root", str(root), *build]) == 0
+    ds = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert ds["captures"]["train"] == 2 and ds["counts"]["train"] >= 2  # 256² captures: one patch or so each
+    assert Path(ds["path"]).is_file()
 
 
 def test_acquire_needs_an_explicit_rig(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
