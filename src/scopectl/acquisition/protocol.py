@@ -141,9 +141,12 @@ class AcquisitionProtocol(StrictModel):
 
 def protocol_dirs() -> list[Path]:
     """Where named protocols are looked up: ``$SCOPECTL_PROTOCOLS`` (os.pathsep-separated), then the
-    repository's ``protocols/`` folder next to the source tree."""
+    package's ``data/protocols`` (a link to the repository's ``protocols/`` in a checkout, a copy in an
+    installed wheel), then the repository's ``protocols/`` (for checkouts without symbolic links)."""
     dirs = [Path(p) for p in os.environ.get("SCOPECTL_PROTOCOLS", "").split(os.pathsep) if p]
-    dirs.append(Path(__file__).resolve().parents[3] / "protocols")
+    here = Path(__file__).resolve()
+    dirs.append(here.parents[1] / "data" / "protocols")
+    dirs.append(here.parents[3] / "protocols")
     return dirs
 
 
