@@ -33,6 +33,7 @@ import cv2
 import numpy as np
 from numpy.typing import NDArray
 
+from scopectl.imageio import decode_dng
 from scopectl.registration.distortion import DistortionAccumulator, remove_projective_part
 from scopectl.registration.elastic import elastic_register
 from scopectl.registration.fov import FovParams, MosaicIndex, match_fov, project_points
@@ -258,8 +259,13 @@ def measure_twin(
     samples: tuple[str, ...] = ("lung", "pap", "blood"),
     figures: Path | None = None,
     params: RegisterParams | None = None,
+    phone_input: str = "jpeg",
 ) -> list[dict[str, Any]]:
-    """The twin's phone captures registered to its benchtop frames; residual against its ground truth."""
+    """The twin's phone captures registered to its benchtop frames; residual against its ground truth.
+
+    ``phone_input`` is ``"jpeg"`` (the phone's JPEG, decoded: what the twin's capture holds as ``rgb``) or
+    ``"dng"`` (its DNG developed by :func:`scopectl.imageio.decode_dng`, as ``scopectl import`` does).
+    """
     from scopectl.twin import BenchtopModel, Illumination, PhoneModel, make_slide
 
     cv2.setNumThreads(1)
@@ -295,9 +301,10 @@ def measure_twin(
                 x, y = truth.to_slide_um(pr, pc)
                 return (y - y0) / bench_um, (x - x0) / bench_um
 
+            phone_rgb = cap.rgb if phone_input == "jpeg" else decode_dng(cap.dng)[0]
             try:
                 pair = register_pair(
-                    cap.rgb,
+                    phone_rgb,
                     frame,
                     phone_pixel_um=phone.pixel_size_um,
                     mosaic_pixel_um=bench_um,
@@ -430,6 +437,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--mean-map-captures", type=int, default=16, help="lung captures for meanmap")
     ap.add_argument("--figures", type=Path, default=None, help="write the documentation figures here")
     ap.add_argument("--per-sample", type=int, default=3, help="twin captures per sample type")
+    ap.add_argument(
+        "--phone-input", choices=["jpeg", "dng"], default="jpeg", help="twin: the phone's JPEG or its DNG"
+    )
     ap.add_argument("--size", type=int, default=20000, help="mosaic side for fov20k")
     ap.add_argument("--json", action="store_true", help="also print one JSON object per result")
     args = ap.parse_args(argv)
@@ -439,7 +449,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.what in ("synthetic", "all"):
         rows += measure_synthetic(figures=args.figures)
     if args.what in ("twin", "all"):
-        rows += measure_twin(per_sample=args.per_sample, figures=args.figures)
+        rows += measure_twin(per_sample=args.per_sample, figures=args.figures, phone_input=args.phone_input)
     if args.what in ("meanmap", "all"):
         rows += [
             r
