@@ -34,7 +34,7 @@ import torch, scopectl.learn.enhance, scopectl.twin, scopectl.evaluation.tables 
 print("torch", torch.__version__, "cuda", torch.cuda.is_available(),
       torch.cuda.get_device_name(0) if torch.cuda.is_available() else "-")
 PY
-    "$PY" -m pytest -q -p no:cacheprovider -o addopts="" tests/learn 2>&1 | tail -5 | tee "$OUT/check.txt"
+    "$PY" -m pytest -q -p no:cacheprovider tests/learn 2>&1 | tail -5 | tee "$OUT/check.txt"
     ;;
 perf)
     "$PY" benchmarks/bench_enhance.py --repeats 20 --skip-cpu --skip-onnx
