@@ -200,33 +200,9 @@ def test_several_benchtop_tiles_need_a_layout(
     tmp_path: Path, files: dict[str, Path], capsys: pytest.CaptureFixture[str]
 ) -> None:
     root = tmp_path / "root"
-    rc = _run(
-        root,
-        "import",
-        "--slide",
-        "t",
-        "--phone",
-        str(files["jpg"]),
-        "--benchtop",
-        str(files["bench"]),
-        str(files["bench"]),
-        "--phone-um-per-px",
-        "0.4",
-    )
-    assert rc == 2 and "--benchtop-grid" in capsys.readouterr().err
-    rc = _run(
-        root,
-        "import",
-        "--slide",
-        "t",
-        "--phone",
-        str(files["jpg"]),
-        "--benchtop",
-        str(files["bench"]),
-        str(files["bench"]),
-        "--benchtop-grid",
-        "2x2",
-        "--phone-um-per-px",
-        "0.4",
-    )
-    assert rc == 2 and "needs 4 files" in capsys.readouterr().err
+    two_tiles = ["import", "--slide", "t", "--phone", str(files["jpg"]), "--phone-um-per-px", "0.4"]
+    two_tiles += ["--benchtop", str(files["bench"]), str(files["bench"])]
+    assert _run(root, *two_tiles) == 2
+    assert "--benchtop-grid" in capsys.readouterr().err
+    assert _run(root, *two_tiles, "--benchtop-grid", "2x2") == 2
+    assert "needs 4 files" in capsys.readouterr().err
