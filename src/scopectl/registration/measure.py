@@ -27,7 +27,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import cv2
 import numpy as np
@@ -259,7 +259,7 @@ def measure_twin(
     samples: tuple[str, ...] = ("lung", "pap", "blood"),
     figures: Path | None = None,
     params: RegisterParams | None = None,
-    phone_input: str = "jpeg",
+    phone_input: Literal["jpeg", "dng"] = "jpeg",
 ) -> list[dict[str, Any]]:
     """The twin's phone captures registered to its benchtop frames; residual against its ground truth.
 
