@@ -1,10 +1,9 @@
-"""Shared test helpers (import as ``from support import require_programs``).
+"""Shared test helpers (import as ``from support import require_option``).
 
 External programs
 -----------------
-Tests that need an external program (``adb``, ``openscad``, ``avr-gcc``, ``simavr`` ...) call
-:func:`require_programs`.  It skips with a stated reason when a program is missing, and fails instead
-when ``SCOPECTL_REQUIRE_EXTERNAL=1`` (set by ``.ci/run``), so CI always runs them.
+Tests that need an external program (``adb``, ``openscad``, the AVR toolchain, ``simavr`` ...) carry the
+``external(name)`` marker, which ``tests/conftest.py`` turns into a probe of that capability.
 
 Real hardware
 -------------
@@ -16,26 +15,9 @@ Tests marked ``hardware`` run only when pointed at a device::
 from __future__ import annotations
 
 import os
-import shutil
 
 import numpy as np
 import pytest
-
-
-def external_required() -> bool:
-    """True when missing external programs must fail the test run (CI)."""
-    return os.environ.get("SCOPECTL_REQUIRE_EXTERNAL", "") not in ("", "0")
-
-
-def require_programs(*programs: str, why: str = "") -> None:
-    """Skip (or, in CI, fail) unless every program is on PATH."""
-    missing = [p for p in programs if shutil.which(p) is None]
-    if not missing:
-        return
-    reason = f"needs {', '.join(missing)} on PATH" + (f" ({why})" if why else "")
-    if external_required():
-        pytest.fail(f"SCOPECTL_REQUIRE_EXTERNAL=1 but {reason}", pytrace=False)
-    pytest.skip(reason)
 
 
 def require_option(config: pytest.Config, option: str) -> str:

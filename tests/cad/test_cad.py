@@ -29,7 +29,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from support import require_programs
+pytestmark = pytest.mark.external("openscad")
 
 CAD_DIR = Path(__file__).resolve().parents[2] / "hardware_cad"
 PARTS = (
@@ -220,7 +220,6 @@ def irradiance(
 @pytest.fixture(scope="module")
 def rendered(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     """Every part rendered by ``make -C hardware_cad`` into a temporary folder."""
-    require_programs("openscad", "make", why="renders hardware_cad/*.scad to STL")
     out = tmp_path_factory.mktemp("stl")
     proc = subprocess.run(
         ["make", "-C", str(CAD_DIR), "-j2", f"STL_DIR={out}"],
@@ -238,7 +237,6 @@ def rendered(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
 
 @pytest.fixture(scope="module")
 def report(tmp_path_factory: pytest.TempPathFactory) -> dict[str, float]:
-    require_programs("openscad", why="evaluates hardware_cad/report.scad")
     return read_report(tmp_path_factory.mktemp("report"))
 
 
@@ -334,7 +332,6 @@ def test_computed_distances_match_the_design(report: dict[str, float]) -> None:
 
 
 def test_make_report_prints_the_computed_distances(tmp_path: Path, report: dict[str, float]) -> None:
-    require_programs("make")
     proc = subprocess.run(
         ["make", "-s", "-C", str(CAD_DIR), "report", f"STL_DIR={tmp_path / 'stl'}"],
         capture_output=True,
@@ -372,7 +369,6 @@ def test_sample_is_at_the_front_focal_plane_through_the_cover_glass(report: dict
 
 
 def test_changing_the_focal_length_moves_the_sample_plane(tmp_path: Path) -> None:
-    require_programs("openscad")
     base = read_report(tmp_path)
     longer = read_report(tmp_path, {"lens_focal_length": 3.1})
     assert longer["z_lens_front"] - longer["z_sample"] == pytest.approx(
@@ -389,7 +385,6 @@ def test_changing_the_focal_length_moves_the_sample_plane(tmp_path: Path) -> Non
 
 
 def test_a_lens_too_short_for_the_focus_travel_is_refused(tmp_path: Path) -> None:
-    require_programs("openscad")
     # a 2.6 mm ball lens: principal planes at its centre, working distance only ~0.8 mm
     proc = _openscad("-D", "lens_principal_depth=1.77", "-o", str(tmp_path / "x.stl"), "phone_clamp.scad")
     assert proc.returncode != 0
@@ -442,7 +437,6 @@ def test_field_of_view_is_evenly_lit(report: dict[str, float]) -> None:
 
 def test_clamp_for_another_phone(tmp_path: Path) -> None:
     """A phone with its camera near a corner and flush with the back still gives a closed clamp."""
-    require_programs("openscad")
     phone = {
         "phone_width": 75.2,
         "phone_thickness": 8.3,
@@ -509,7 +503,6 @@ def _placements(p: Mapping[str, float]) -> Iterator[tuple[str, str, str]]:
 
 
 def test_moving_parts_do_not_collide(tmp_path: Path, report: dict[str, float]) -> None:
-    require_programs("openscad")
     header = "ASSEMBLY = true;\n" + "".join(
         f"include <{CAD_DIR / name}.scad>\n" for name in ("params", *PARTS)
     )

@@ -10,16 +10,14 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from fw_helpers import FIRMWARE, Link, make, require_simavr_library
+from fw_helpers import FIRMWARE, Link, make
 
 from scopectl.hardware.ledring.fil import FirmwareInTheLoop
-from support import require_programs
 
 
 @pytest.fixture(scope="session")
 def firmware_elf() -> Path:
     """Build the AVR firmware (``make -C firmware``) once; return the ELF."""
-    require_programs("make", "avr-gcc", "avr-objcopy", why="AVR firmware build")
     proc = make("all")
     assert proc.returncode == 0, proc.stdout + proc.stderr
     return FIRMWARE / "build" / "scopectl_ledring.elf"
@@ -28,8 +26,6 @@ def firmware_elf() -> Path:
 @pytest.fixture(scope="session")
 def fil_harness(firmware_elf: Path) -> Path:
     """Build the simavr harness (``make -C firmware fil``) once; return its path."""
-    require_programs("simavr", "cc", why="firmware in the loop")
-    require_simavr_library()
     proc = make("fil")
     assert proc.returncode == 0, proc.stdout + proc.stderr
     return FIRMWARE / "build" / "ledring_fil"

@@ -10,12 +10,9 @@ from pathlib import Path
 import pytest
 import serial
 
-from support import external_required
-
 REPO = Path(__file__).resolve().parents[2]
 FIRMWARE = REPO / "firmware"
 VECTORS = REPO / "protocols" / "led-ring-vectors.json"
-SIMAVR_HEADER = Path("/usr/include/simavr/sim_avr.h")
 
 
 def crc8(data: bytes) -> int:
@@ -43,16 +40,6 @@ def make(*targets: str, timeout_s: float = 110.0) -> subprocess.CompletedProcess
         timeout=timeout_s,
         check=False,
     )
-
-
-def require_simavr_library() -> None:
-    """Skip (or fail under SCOPECTL_REQUIRE_EXTERNAL=1) without the simavr development files."""
-    if SIMAVR_HEADER.is_file():
-        return
-    reason = f"needs libsimavr-dev ({SIMAVR_HEADER} missing)"
-    if external_required():
-        pytest.fail(f"SCOPECTL_REQUIRE_EXTERNAL=1 but {reason}", pytrace=False)
-    pytest.skip(reason)
 
 
 class Link:

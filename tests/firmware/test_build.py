@@ -10,8 +10,6 @@ from pathlib import Path
 
 from fw_helpers import FIRMWARE, REPO, VECTORS, crc8
 
-from support import require_programs
-
 FLASH_BYTES = 32768 - 512  # minus the optiboot bootloader
 RAM_BYTES = 2048
 
@@ -32,7 +30,6 @@ def test_hex_is_valid_intel_hex_and_fits_flash(firmware_elf: Path) -> None:
 
 
 def test_static_ram_leaves_room_for_the_stack(firmware_elf: Path) -> None:
-    require_programs("avr-size")
     out = subprocess.run(
         ["avr-size", "-A", str(firmware_elf)], capture_output=True, text=True, check=True
     ).stdout

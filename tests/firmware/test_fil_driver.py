@@ -8,22 +8,14 @@ from typing import Any
 import numpy as np
 import pytest
 
+from scopectl.hardware.ledring import SerialLedRing
 from scopectl.hardware.ledring.fil import FirmwareInTheLoop
-
-
-def _driver_class() -> Any:
-    try:
-        from scopectl.hardware.ledring import SerialLedRing
-    except ImportError as exc:  # the driver is written separately; these tests run once it exists
-        pytest.skip(f"scopectl.hardware.ledring.SerialLedRing not importable: {exc}")
-    return SerialLedRing
 
 
 @pytest.fixture
 def ring(fil: FirmwareInTheLoop) -> Iterator[Any]:
-    driver_class = _driver_class()
     assert fil.path is not None
-    with driver_class(fil.path, timeout_s=2.0) as driver:
+    with SerialLedRing(fil.path, timeout_s=2.0) as driver:
         yield driver
 
 
@@ -69,9 +61,8 @@ def test_driver_reads_the_injected_battery(fil: FirmwareInTheLoop, ring: Any) ->
 
 
 def test_silent_driver_lets_the_board_switch_off(fil: FirmwareInTheLoop) -> None:
-    driver_class = _driver_class()
     assert fil.path is not None
-    with driver_class(fil.path, timeout_s=2.0, watchdog_ms=300) as driver:
+    with SerialLedRing(fil.path, timeout_s=2.0, watchdog_ms=300) as driver:
         driver.set_all((10, 10, 10), brightness=255)
         assert fil.emitted().any()
         frames = fil.frame_count

@@ -4,13 +4,12 @@ from __future__ import annotations
 
 import re
 
+import pytest
 from fw_helpers import make
 
-from support import require_programs
 
-
+@pytest.mark.external("libfuzzer", "host-cxx")
 def test_bounded_fuzz_run_is_clean() -> None:
-    require_programs("make", "clang++-14", "g++", why="libFuzzer")
     proc = make("fuzz", "FUZZ_SECONDS=8")
     output = proc.stdout + proc.stderr
     assert proc.returncode == 0, output[-3000:]

@@ -6,13 +6,13 @@ import json
 import subprocess
 from pathlib import Path
 
+import pytest
 from fw_helpers import FIRMWARE, VECTORS, make
 
-from support import require_programs
+pytestmark = pytest.mark.external("host-cxx")
 
 
 def test_host_tests_pass_against_shared_vectors() -> None:
-    require_programs("make", "g++")
     proc = make("host-test")
     assert proc.returncode == 0, proc.stdout + proc.stderr
     cases = json.loads(VECTORS.read_text(encoding="ascii"))["board_cases"]
@@ -21,7 +21,6 @@ def test_host_tests_pass_against_shared_vectors() -> None:
 
 
 def test_host_test_detects_a_wrong_expectation(tmp_path: Path) -> None:
-    require_programs("make", "g++")
     proc = make("build/host/test_core")
     assert proc.returncode == 0, proc.stdout + proc.stderr
     doc = json.loads(VECTORS.read_text(encoding="ascii"))

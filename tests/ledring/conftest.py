@@ -23,7 +23,7 @@ import pytest
 
 from scopectl.hardware.ledring import SimulatedFirmataBoard, SimulatedLedBoard
 from scopectl.hardware.ledring.protocol import encode_reply, encode_request
-from support import external_required, require_option, require_programs
+from support import require_option
 
 VECTORS_PATH = Path(__file__).resolve().parents[2] / "protocols" / "led-ring-vectors.json"
 
@@ -49,15 +49,9 @@ class RingTarget:
 def fil_module() -> Any:
     """The firmware-in-the-loop module, with firmware and harness built once per session.
 
-    Skips (fails in CI, where ``SCOPECTL_REQUIRE_EXTERNAL=1``) without avr-gcc and simavr.
+    Needs the ``avr-toolchain`` and ``simavr`` capabilities (see ``tests/conftest.py``).
     """
-    require_programs("avr-gcc", "simavr", why="firmware in the loop")
-    try:
-        module = importlib.import_module("scopectl.hardware.ledring.fil")
-    except ImportError as exc:
-        if external_required():
-            pytest.fail(f"scopectl.hardware.ledring.fil cannot be imported: {exc}", pytrace=False)
-        pytest.skip(f"firmware in the loop not available: {exc}")
+    module = importlib.import_module("scopectl.hardware.ledring.fil")
     module.build_firmware()
     return module
 
@@ -79,7 +73,13 @@ def fil_board(fil_module: Any) -> Iterator[RingTarget]:
         fil.stop()
 
 
-@pytest.fixture(params=["sim", "fil", pytest.param("real", marks=pytest.mark.hardware)])
+@pytest.fixture(
+    params=[
+        "sim",
+        pytest.param("fil", marks=pytest.mark.external("avr-toolchain", "simavr")),
+        pytest.param("real", marks=pytest.mark.hardware),
+    ]
+)
 def ring_target(request: pytest.FixtureRequest) -> Iterator[RingTarget]:
     """Each implementation of scopectl's LED-ring protocol in turn."""
     fast = {"timeout_s": 0.5, "connect_timeout_s": 2.0}

@@ -64,7 +64,7 @@ def read_lines(port: serial.Serial, count: int, timeout_s: float) -> list[bytes]
     return out
 
 
-@pytest.mark.external("simavr")
+@pytest.mark.external("avr-toolchain", "simavr")
 def test_random_streams_get_identical_replies(fil_board: Any, reboot: Callable[[Any], bytes]) -> None:
     rng = random.Random(2026)
     lines = random_lines(rng, 120)

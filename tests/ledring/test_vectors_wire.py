@@ -63,7 +63,7 @@ def test_simulator_on_a_pty_passes_every_board_case(vectors: dict[str, Any]) -> 
                 run_case_on_port(port, case, hooks, timeout_s=1.0)
 
 
-@pytest.mark.external("simavr")
+@pytest.mark.external("avr-toolchain", "simavr")
 def test_firmware_in_the_loop_gives_the_same_replies(
     vectors: dict[str, Any], fil_board: Any, reboot: Callable[[Any], bytes]
 ) -> None:

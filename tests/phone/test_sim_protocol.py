@@ -21,7 +21,6 @@ from adb_shell.exceptions import AdbCommandFailureException
 
 from scopectl.hardware.phone.sim import SimulatedPhone
 from scopectl.hardware.phone.sim import protocol as p
-from support import require_programs
 
 CAMERA = "/sdcard/DCIM/Camera"
 
@@ -171,7 +170,6 @@ def test_signature_check(keypair: tuple[Path, str]) -> None:
 @pytest.fixture
 def official_adb(tmp_path: Path) -> Iterator[Any]:
     """The official client, isolated: its own HOME and server port; its server is killed afterwards."""
-    require_programs("adb", why="interoperability of the simulated adbd with the official client")
     home = tmp_path / "adb-home"
     (home / ".android").mkdir(parents=True)
     with socket.socket() as s:

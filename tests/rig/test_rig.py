@@ -18,7 +18,6 @@ from scopectl.cli.main import main
 from scopectl.errors import ConfigError
 from scopectl.hardware.ledring.protocol import crc8
 from scopectl.hardware.rig import load_rig_config
-from support import require_programs
 
 
 def test_rig_check_sim_passes(capsys: pytest.CaptureFixture[str]) -> None:
@@ -78,6 +77,7 @@ def _line(seq: int, text: str) -> bytes:
     return f"{body}*{crc8(body.encode()):02X}\n".encode()
 
 
+@pytest.mark.external("adb")
 def test_rig_sim_is_reachable_from_outside(tmp_path: Path) -> None:
     exe = str(Path(sys.executable).with_name("scopectl"))
     with subprocess.Popen(
@@ -95,52 +95,44 @@ def test_rig_sim_is_reachable_from_outside(tmp_path: Path) -> None:
                 reply = port.readline().decode()
                 assert re.match(r"01:OK SCOPECTL-LEDRING \S+ 1 12\*[0-9A-F]{2}\n", reply), reply
             # the phone: the official adb client, isolated from any user's adb server
-            if require_official_adb():
-                home = tmp_path / "home"
-                home.mkdir()
-                env = {**os.environ, "HOME": str(home), "ANDROID_ADB_SERVER_PORT": str(_free_port())}
-                try:
-                    out = subprocess.run(
-                        ["adb", "connect", info["phone"]],
-                        env=env,
-                        capture_output=True,
-                        text=True,
-                        timeout=30,
-                        check=False,
-                    )
-                    # a new key: the phone asks "Allow USB debugging?" and the simulated user accepts
-                    assert "connected" in out.stdout or "failed to authenticate" in out.stdout, out
-                    waited = subprocess.run(
-                        ["adb", "-s", info["phone"], "wait-for-device"],
-                        env=env,
-                        capture_output=True,
-                        text=True,
-                        timeout=30,
-                        check=False,
-                    )
-                    assert waited.returncode == 0, waited
-                    out = subprocess.run(
-                        ["adb", "-s", info["phone"], "shell", "getprop", "ro.product.model"],
-                        env=env,
-                        capture_output=True,
-                        text=True,
-                        timeout=30,
-                        check=False,
-                    )
-                    assert out.returncode == 0 and "scopectl" in out.stdout.lower(), out
-                finally:
-                    subprocess.run(
-                        ["adb", "kill-server"], env=env, capture_output=True, timeout=30, check=False
-                    )
+            home = tmp_path / "home"
+            home.mkdir()
+            env = {**os.environ, "HOME": str(home), "ANDROID_ADB_SERVER_PORT": str(_free_port())}
+            try:
+                out = subprocess.run(
+                    ["adb", "connect", info["phone"]],
+                    env=env,
+                    capture_output=True,
+                    text=True,
+                    timeout=30,
+                    check=False,
+                )
+                # a new key: the phone asks "Allow USB debugging?" and the simulated user accepts
+                assert "connected" in out.stdout or "failed to authenticate" in out.stdout, out
+                waited = subprocess.run(
+                    ["adb", "-s", info["phone"], "wait-for-device"],
+                    env=env,
+                    capture_output=True,
+                    text=True,
+                    timeout=30,
+                    check=False,
+                )
+                assert waited.returncode == 0, waited
+                out = subprocess.run(
+                    ["adb", "-s", info["phone"], "shell", "getprop", "ro.product.model"],
+                    env=env,
+                    capture_output=True,
+                    text=True,
+                    timeout=30,
+                    check=False,
+                )
+                assert out.returncode == 0 and "scopectl" in out.stdout.lower(), out
+            finally:
+                subprocess.run(["adb", "kill-server"], env=env, capture_output=True, timeout=30, check=False)
         finally:
             proc.send_signal(signal.SIGTERM)
             proc.wait(timeout=30)
     assert proc.returncode == 0
-
-
-def require_official_adb() -> bool:
-    require_programs("adb", why="the official adb client talks to the simulated phone")
-    return True
 
 
 def _free_port() -> int:
