@@ -36,6 +36,7 @@ __all__ = [
     "CARD_NAME",
     "WEIGHTS_NAME",
     "ModelCard",
+    "QualityCheck",
     "SoftwareInfo",
     "TrainingInfo",
     "atomic_write_bytes",
@@ -86,6 +87,24 @@ class TrainingInfo(StrictModel):
     stopped: str = ""
 
 
+class QualityCheck(StrictModel):
+    """The network against bicubic interpolation on the validation pairs, measured when training ends.
+
+    ``ssim`` is SSIM on luma (Y); ``cie94`` the mean CIE-94 colour difference against the benchtop image (lower
+    is better), as in :mod:`scopectl.evaluation.metrics`.  ``worse_than_bicubic`` is true when the network loses
+    on either metric; such a model is announced loudly by ``train``, ``enhance`` and ``evaluate`` and is refused
+    for serving.  Cards without this record (older models) are *unchecked*, not passed.
+    """
+
+    pairs: int = Field(ge=0)
+    network_ssim: float
+    network_cie94: float = Field(ge=0)
+    bicubic_ssim: float
+    bicubic_cie94: float = Field(ge=0)
+    worse_than_bicubic: bool
+    details: str = ""
+
+
 class ModelCard(StrictModel):
     """What a model is, what it was trained on, and how well it did (``model.json``)."""
 
@@ -104,6 +123,7 @@ class ModelCard(StrictModel):
     value_range: str = "uint8 RGB / 255 in, ×255 out, clamped to 0..255"
     training: TrainingInfo = Field(default_factory=TrainingInfo)
     validation: dict[str, float] = Field(default_factory=dict)
+    quality: QualityCheck | None = None
     weights_sha256: str = ""
     software: SoftwareInfo | None = None
     created: str = ""
