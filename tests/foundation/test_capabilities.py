@@ -2,21 +2,31 @@
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import re
 import subprocess
 import sys
 from collections.abc import Iterator
 from pathlib import Path
+from types import ModuleType
 
 import pytest
 
-import conftest as root_conftest
 from scopectl import capabilities
 from scopectl.capabilities import CAPABILITIES, Capability, probe
 from scopectl.cli.main import main
 
 REPO = Path(__file__).resolve().parents[2]
+
+
+def _root_conftest() -> ModuleType:
+    """``tests/conftest.py`` itself (``import conftest`` could find another folder's conftest)."""
+    spec = importlib.util.spec_from_file_location("scopectl_root_conftest", REPO / "tests" / "conftest.py")
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
 
 
 def _needs_a_missing_program(tmp: Path) -> str:
@@ -70,6 +80,7 @@ class _Item:
 def test_the_marker_skips_without_the_capability_and_fails_when_it_is_required(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
+    root_conftest = _root_conftest()
     item = _Item("fake-missing")
     monkeypatch.delenv("SCOPECTL_REQUIRE_EXTERNAL", raising=False)
     with pytest.raises(pytest.skip.Exception, match=r"fake-missing.*apt-get install fake"):
