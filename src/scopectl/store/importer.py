@@ -20,7 +20,8 @@ import numpy as np
 from scopectl.errors import InputFileError, StoreExistsError
 from scopectl.imageio import ImageFile, read_image
 from scopectl.store.lock import WriteLock
-from scopectl.store.slide import CaptureRecord, SlideStore, TileRecord, validate_slide_id
+from scopectl.store.paths import validate_slide_id
+from scopectl.store.slide import CaptureRecord, SlideStore, TileRecord
 
 __all__ = ["ImportResult", "TileGrid", "import_slide"]
 
