@@ -8,7 +8,7 @@ from typing import Annotated, Any
 import typer
 
 from scopectl.cli.common import JsonOpt, emit, get_state, say
-from scopectl.errors import StoreCorruptError, StoreError
+from scopectl.errors import ScopectlError, StoreCorruptError
 from scopectl.store import SlideStore
 from scopectl.store.importer import TileGrid, import_slide
 
@@ -138,7 +138,7 @@ def ls_cmd(ctx: typer.Context, json_out: JsonOpt = False) -> None:
                         "path": str(path),
                     }
                 )
-            except StoreError as exc:
+            except ScopectlError as exc:  # a damaged or unreadable slide is one row, not the end
                 rows.append({"slide_id": path.stem, "error": exc.one_line(), "path": str(path)})
     if not rows:
         human = f"no slides under {state.slides_dir}"

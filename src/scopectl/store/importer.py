@@ -17,7 +17,7 @@ from typing import Any
 
 import numpy as np
 
-from scopectl.errors import InputFileError, StoreExistsError
+from scopectl.errors import InputFileError, StoreExistsError, from_os_error
 from scopectl.imageio import PIXEL_SIZE_RANGE_UM as _PIXEL_SIZE_RANGE_UM
 from scopectl.imageio import ImageFile, check_pixel_size_um, read_image
 from scopectl.store.lock import WriteLock
@@ -214,7 +214,15 @@ def import_slide(
             "phone_files": [str(f) for f in phone_files],
             "benchtop_files": [str(f) for f in benchtop_files],
         }
-        with SlideStore.create(tmp, slide_id=slide_id, rig=rig, simulated=False, force=True) as store:
+        with SlideStore.create(
+            tmp,
+            slide_id=slide_id,
+            rig=rig,
+            simulated=False,
+            force=True,
+            display_path=path,
+            space_hint="Free some space (or choose another --root), then run the same import again.",
+        ) as store:
             for i, img in enumerate(phone):
                 store.add_capture(_capture_record(img, i, phone_px))
             if grid is None:
@@ -266,6 +274,10 @@ def import_slide(
             assert mi is not None
             shape = (mi.rows, mi.cols)
         os.replace(tmp, path)
+    except OSError as exc:
+        with contextlib.suppress(FileNotFoundError):
+            tmp.unlink()
+        raise from_os_error(exc, path=path, action="write the slide") from None
     except BaseException:
         with contextlib.suppress(FileNotFoundError):
             tmp.unlink()

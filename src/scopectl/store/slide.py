@@ -47,11 +47,13 @@ import numpy as np
 
 from scopectl import __version__
 from scopectl.errors import (
+    FilesystemError,
     InputFileError,
     ScopectlError,
     StoreCorruptError,
     StoreError,
     StoreExistsError,
+    from_os_error,
 )
 from scopectl.store.h5safe import (
     SafeDataset,
@@ -246,6 +248,10 @@ class SlideStore:
         self.discarded: list[str] = []
         #: When opened read-only while another process writes the slide: that writer's description.
         self.writer: dict[str, Any] | None = None
+        #: The path messages name (an importer writes a temporary file that becomes another path).
+        self.display_path = path
+        #: What to do when the disk is full.
+        self.space_hint = "Free some space (or move --root), then continue with --resume."
 
     # ------------------------------------------------------------------ opening
     @classmethod
@@ -258,8 +264,13 @@ class SlideStore:
         simulated: bool,
         protocol: dict[str, Any] | None = None,
         force: bool = False,
+        display_path: Path | None = None,
+        space_hint: str | None = None,
     ) -> SlideStore:
         """Create a new slide file (taking its write lock).
+
+        ``display_path`` is the path messages name (an importer writes a temporary file renamed later) and
+        ``space_hint`` what a full-disk error advises.
 
         Raises
         ------
@@ -267,6 +278,8 @@ class SlideStore:
             If the file exists and ``force`` is false.
         StoreLockedError
             If another process holds the slide's lock.
+        FilesystemError
+            If the disk (or the file-size limit) has no room, or the folder cannot be written.
         """
         path = Path(path)
         validate_slide_id(slide_id)
@@ -279,10 +292,13 @@ class SlideStore:
                     hint="Use --resume to continue it or --force to replace it (its data will be lost).",
                 )
             path.parent.mkdir(parents=True, exist_ok=True)
-            try:
-                h5 = h5py.File(path, "w" if force else "x")
-            except (OSError, FileExistsError) as exc:
-                raise StoreError(f"{path}: cannot create the slide file ({exc}).") from None
+            if force and path.exists():
+                path.unlink()  # its space counts as free below; a failed create leaves no half-truncated file
+            shown = display_path if display_path is not None else path
+            _check_space(
+                path, 0, shown=shown, hint=space_hint or "Free some space (or move --root), then try again."
+            )
+            h5 = open_h5(path, "x", what="slide file")
             h5.attrs["format"] = FORMAT
             h5.attrs["schema_version"] = SCHEMA_VERSION
             h5.attrs["slide_id"] = slide_id
@@ -302,6 +318,10 @@ class SlideStore:
             lock.release()
             raise
         store = cls(path, h5, lock, writable=True)
+        if display_path is not None:
+            store.display_path = display_path
+        if space_hint is not None:
+            store.space_hint = space_hint
         store.log("created", slide_id=slide_id, simulated=bool(simulated))
         return store
 
@@ -426,23 +446,16 @@ class SlideStore:
         """Refuse to start an item that the disk (or the process's file-size limit) cannot hold.
 
         HDF5 without a journal cannot survive a write that fails halfway (the file's own metadata would
-        point past its end), so every item checks for room first: a full disk stops the acquisition with
-        this error and everything already stored stays intact.
-        """
-        import resource
+        point past its end, and HDF5 2.0 may even crash on the next call), so every item checks for room
+        first, for the worst case (data that does not compress): a full disk stops the writer with this
+        error and everything already stored stays intact.
 
-        need = int(nbytes * 1.05) + self.SPACE_MARGIN_BYTES
-        st = os.statvfs(self.path.parent)
-        free = st.f_bavail * st.f_frsize
-        soft, _hard = resource.getrlimit(resource.RLIMIT_FSIZE)
-        if soft != resource.RLIM_INFINITY:
-            free = min(free, soft - os.path.getsize(self.path))
-        if free < need:
-            raise StoreError(
-                f"{self.path}: not enough disk space for the next item ({need / 1e6:.1f} MB needed, "
-                f"{max(free, 0) / 1e6:.1f} MB available); nothing was written.",
-                hint="Free some space (or move --root), then continue with --resume.",
-            )
+        Raises
+        ------
+        FilesystemError
+            Naming :attr:`display_path`, with :attr:`space_hint` as what to do.
+        """
+        _check_space(self.path, nbytes, shown=self.display_path, hint=self.space_hint)
 
     def _commit(self, group: h5py.Group) -> None:
         """Mark an item complete only after its data is on disk."""
@@ -571,7 +584,7 @@ class SlideStore:
             shape = (rgb.shape[0], rgb.shape[1])
         if shape is None or shape[0] <= 0 or shape[1] <= 0:
             raise StoreError(f"{self.path}: mosaic needs a positive shape, got {shape}.")
-        self.ensure_space(shape[0] * shape[1] * 3 // 2)  # deflate: stained tissue compresses about 2:1
+        self.ensure_space(shape[0] * shape[1] * 3)  # the worst case: pixels that do not compress
         if "benchtop/mosaic" in self._h5:
             del self._h5["benchtop/mosaic"]
         ch = (min(MOSAIC_CHUNK, shape[0]), min(MOSAIC_CHUNK, shape[1]), 3)
@@ -735,6 +748,11 @@ class SlideStore:
         """Store (or replace) the registration result of a capture."""
         self._require_writable()
         self._get_item("phone/captures", capture_index, "capture")
+        self.ensure_space(
+            int(np.asarray(rec.shift_map).nbytes if rec.shift_map is not None else 0)
+            + sum(int(np.asarray(m).nbytes) for m in rec.similarity_maps)
+            + 64 * 1024
+        )
         name = f"registration/{capture_index:05d}"
         if name in self._h5:
             del self._h5[name]
@@ -994,6 +1012,28 @@ def _detail(exc: ScopectlError, path: Path) -> str:
     text = exc.message
     prefix = f"{path}: "
     return text[len(prefix) :] if text.startswith(prefix) else text
+
+
+def _check_space(path: Path, nbytes: int, *, shown: Path, hint: str) -> None:
+    """Raise FilesystemError unless ``nbytes`` (+5 % and a margin) fit on ``path``'s disk and file-size limit."""
+    import resource
+
+    need = int(nbytes * 1.05) + SlideStore.SPACE_MARGIN_BYTES
+    try:
+        st = os.statvfs(path.parent)
+        size = os.path.getsize(path) if path.exists() else 0
+    except OSError as exc:
+        raise from_os_error(exc, path=shown, action="check the free space") from None
+    free = st.f_bavail * st.f_frsize
+    soft, _hard = resource.getrlimit(resource.RLIMIT_FSIZE)
+    if soft != resource.RLIM_INFINITY:
+        free = min(free, soft - size)
+    if free < need:
+        raise FilesystemError(
+            f"{shown}: not enough disk space for the next item ({need / 1e6:.1f} MB needed, "
+            f"{max(free, 0) / 1e6:.1f} MB available, counting the file-size limit); nothing was written.",
+            hint=hint,
+        )
 
 
 def _safe_item(grp: h5py.Group, name: str) -> h5py.Group | None:
