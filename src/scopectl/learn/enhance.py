@@ -523,6 +523,8 @@ def parse_sources(items: Iterable[str]) -> list[ImageSource]:
         path = Path(store_part)
         if path.suffix.lower() in (".h5", ".hdf5"):
             captures = _store_captures(path)
+            if not captures:
+                raise InputFileError(f"{path}: the slide store holds no complete phone capture.")
             if sep:
                 if not index_part.isdigit():
                     raise InputFileError(f"{text}: capture index {index_part!r} is not a number.")

@@ -888,6 +888,9 @@ class SlideStore:
         self._h5.visititems(add)
         return total
 
+    def _root_meta(self) -> tuple[Any, ...]:
+        return (self.slide_id, self.simulated, self.rig(), self.protocol(), self.plan())
+
     def _indices(self, parent: str) -> list[int]:
         return [i for i, _g in self._items(parent)]
 
@@ -933,6 +936,7 @@ class SlideStore:
                 problems.append(detail if detail.startswith(what) else f"{what}: {detail}")
             return None
 
+        check("root attributes", self._root_meta)
         for parent in ("benchtop/tiles", "phone/captures", "registration"):
             grp = self._h5.get(parent)
             if not isinstance(grp, h5py.Group):
@@ -1048,6 +1052,15 @@ def _safe_item(grp: h5py.Group, name: str) -> h5py.Group | None:
     return item
 
 
+def _item_class(grp: h5py.Group, name: str) -> type | None:
+    """The class of ``grp[name]`` without opening it (None when even that is unreadable: a crashed write)."""
+    try:
+        cls = grp.get(name, getclass=True)
+    except (KeyError, OSError, RuntimeError, ValueError):
+        return None
+    return cls if isinstance(cls, type) else None
+
+
 #: Root attributes every slide has, and groups (and the log dataset) it must hold.
 _ROOT_ATTRS = ("slide_id", "created", "software_version", "simulated", "rig_json", "protocol_json")
 _GROUPS = ("benchtop", "benchtop/tiles", "phone", "phone/captures", "registration", "provenance")
@@ -1087,6 +1100,8 @@ def _check_format(path: Path, h5: h5py.File) -> None:
                 for name in h5[parent]:
                     if not (len(name) == 5 and name.isdigit()):
                         raise ValueError(f"/{parent}/{name}: item names are 5-digit indices")
+                    if _item_class(h5[parent], name) is h5py.Dataset:
+                        raise TypeError(f"/{parent}/{name} is a dataset, not an item group")
     except InputFileError as exc:
         h5.close()
         raise StoreCorruptError(
