@@ -166,14 +166,18 @@ def _open_regular(path: Path, what: str) -> tuple[int, os.stat_result]:
     try:
         st = os.fstat(fd)
         if stat.S_ISDIR(st.st_mode):
-            raise _bad(path, f"is a directory, not an {what}", "Name the files (e.g. dir/*.jpg).")
+            raise _bad(path, f"is a directory, not {_a(what)}", "Name the files (e.g. dir/*.jpg).")
         if not stat.S_ISREG(st.st_mode):
             kind = next((name for test, name in _KINDS if test(st.st_mode)), "not a regular file")
-            raise _bad(path, f"is {kind}, not an {what}", f"Name a regular {what}.")
+            raise _bad(path, f"is {kind}, not {_a(what)}", f"Name a regular {what}.")
     except BaseException:
         os.close(fd)
         raise
     return fd, st
+
+
+def _a(noun: str) -> str:
+    return f"{'an' if noun[:1] in 'aeiou' else 'a'} {noun}"
 
 
 def check_input_file(path: Path | str, *, what: str = "image file") -> None:

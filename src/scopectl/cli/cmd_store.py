@@ -112,7 +112,7 @@ def verify_cmd(
     emit(report, as_json=json_out, human="\n".join(lines))
     if not report["ok"]:
         raise StoreCorruptError(
-            f"{path}: {len(report['problems'])} problem(s) found: {report['problems'][0]}."
+            f"{path}: {len(report['problems'])} problem(s) found: {report['problems'][0].rstrip('.')}."
         )
 
 
