@@ -412,7 +412,7 @@ def tiff_bomb() -> bytes:
     (n,) = struct.unpack("<H", data[ifd : ifd + 2])
     for k in range(n):
         e = ifd + 2 + 12 * k
-        tag, typ = struct.unpack("<HH", data[e : e + 4])
+        (tag,) = struct.unpack("<H", data[e : e + 2])
         if tag in (256, 257):
             data[e + 2 : e + 4] = struct.pack("<H", 4)
             data[e + 8 : e + 12] = struct.pack("<I", 200_000)
