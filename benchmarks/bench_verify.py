@@ -76,7 +76,7 @@ def main() -> None:
     out = write_result("verify", result)
     print(
         f"{data_bytes / 1e6:.0f} MB of image data ({file_bytes / 1e6:.0f} MB file): deep {deep['median_s']:.2f} s "
-        f"({rate:.0f} MB/s), quick {quick['median_s']:.3f} s; at the 2 GiB default limit a deep check takes "
+        f"({rate:.0f} MB/s), quick {quick['median_s']:.3f} s; at the default limit a deep check takes "
         f"about {result['deep_at_default_max_s']:.0f} s\nwritten to {out}"
     )
 

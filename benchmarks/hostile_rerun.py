@@ -32,7 +32,6 @@ import contextlib
 import io
 import json
 import os
-import shutil
 import signal
 import subprocess
 import sys
@@ -146,9 +145,20 @@ def judge(
         left = leftovers(ws.root)
         if left:
             t.bad("leftovers", case, ", ".join(left))
-    for p in Path(tempfile.gettempdir()).glob("scopectl-*"):
+    new = _tmp_dirs() - TMP_BEFORE
+    for p in sorted(new):
         t.bad("leftovers", case, f"{p} in the temporary folder")
-        shutil.rmtree(p, ignore_errors=True)
+    TMP_BEFORE.update(new)
+
+
+def _tmp_dirs() -> set[Path]:
+    """scopectl's folders in the shared temporary folder (old versions put simulator keys and pulls there)."""
+    tmp = Path(tempfile.gettempdir())
+    return {p for pattern in ("scopectl-sim-*", "scopectl-pull-*") for p in tmp.glob(pattern) if p.is_dir()}
+
+
+#: Such folders that existed before this run (other processes' on a shared machine): not counted, not touched.
+TMP_BEFORE: set[Path] = set()
 
 
 # ---------------------------------------------------------------------------------------------- cases
@@ -377,7 +387,7 @@ def kill_and_next(t: Tally, base: Path) -> None:
         lambda: any((ws.root / ".scopectl").glob("pull-*")) if (ws.root / ".scopectl").is_dir() else False,
         timeout=300,
     )
-    for p in Path(tempfile.gettempdir()).glob("scopectl-*"):
+    for p in sorted(_tmp_dirs() - TMP_BEFORE):
         t.bad("leftovers", "kill -9", f"{p} in the temporary folder")
     shown = _run_main(["--root", str(ws.root), "store", "ls", "--json"])
     listed = json.loads(shown["out"].strip().splitlines()[-1]).get("leftovers", [])
@@ -490,6 +500,9 @@ def main() -> int:
 
     t = Tally()
     t0 = time.perf_counter()
+    TMP_BEFORE.update(_tmp_dirs())
+    home_log = Path.home() / ".local" / "share" / "pymmcore-plus" / "logs"
+    home_before = snapshot(home_log) if home_log.is_dir() else {}
     with tempfile.TemporaryDirectory(prefix="hostile-rerun-", dir=HERE) as tmp:
         base = Path(tmp)
         model = good_model(base / "model")
@@ -498,7 +511,9 @@ def main() -> int:
             print(f"{step.__name__}: {t.cases} cases so far", file=sys.stderr)
         kill_and_next(t, base)
         slow_phone(t)
-    home_log = Path.home() / ".local" / "share" / "pymmcore-plus" / "logs"
+    home_after = snapshot(home_log) if home_log.is_dir() else {}
+    if home_after != home_before:
+        t.bad("writes_outside", "pymmcore-plus log", f"{home_log} changed")
     result = {
         "cases": t.cases,
         "internal_errors": t.internal_errors,
@@ -507,7 +522,7 @@ def main() -> int:
         "leftovers": t.leftovers,
         "data_lost": t.data_lost,
         "unclear": t.unclear,
-        "pymmcore_log_in_home": home_log.exists(),
+        "pymmcore_log_in_home_changed": home_after != home_before,
         "failures": t.failures,
         "wall_s": time.perf_counter() - t0,
         "hardware": hardware(),

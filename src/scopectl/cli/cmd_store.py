@@ -64,8 +64,8 @@ def info_cmd(ctx: typer.Context, slide: SlideOpt, json_out: JsonOpt = False) -> 
 
 
 #: ``store verify`` reads every image (``--deep``) by default when the slide holds at most this much image
-#: data; deflate decodes a few hundred MB/s on one core, so this costs seconds (docs/performance.md).
-DEEP_VERIFY_DEFAULT_MAX_BYTES = 2 * 1024**3
+#: data: deep reads about 100 MB/s on one core (benchmarks/bench_verify.py), so this costs about 5 s.
+DEEP_VERIFY_DEFAULT_MAX_BYTES = 512 * 1024**2
 
 
 @store_app.command("verify")
@@ -76,7 +76,7 @@ def verify_cmd(
         bool | None,
         typer.Option(
             "--deep/--quick",
-            help="--deep decodes every image chunk (default when the slide holds up to 2 GiB of image data); "
+            help="--deep decodes every image chunk (default when the slide holds up to 512 MiB of image data); "
             "--quick checks structure, metadata and the raw files' SHA-256 only.",
             show_default=False,
         ),

@@ -237,7 +237,7 @@ class DataRoot:
         slides = self.slides_dir
         if slides.is_dir():
             items.extend(_stale_partials(slides, locked_by_target=True))
-            for lock in sorted(slides.glob("*.h5.lock")):
+            for lock in sorted(slides.glob("*.lock")):  # a slide's, or a partial file's (an import's)
                 if WriteLock(lock.with_name(lock.name[: -len(".lock")])).probe() is None:
                     items.append(StaleItem(lock, "lock", None, _size(lock)))
         work = self.work_dir
