@@ -23,7 +23,7 @@ from pathlib import Path
 
 __all__ = ["LOGGER_NAME", "QuietFileHandler", "pymmcore_log"]
 
-os.environ.setdefault("PYMM_LOG_FILE", "0")
+os.environ.setdefault("PYMM_LOG_FILE", os.devnull)  # "0" is not honoured by pymmcore-plus 0.x
 
 LOGGER_NAME = "pymmcore-plus"
 _FORMAT = logging.Formatter(
