@@ -20,10 +20,22 @@ Hierarchy::
     │   └── DeviceProtocolError  a device answered, but not as the protocol says
     ├── SkipItem               a recoverable failure of one item (field, tile, capture)
     ├── RegistrationError      an image pair could not be registered
-    └── ModelError             a model file is missing, unsafe or incompatible
+    ├── ModelError             a model file is missing, unsafe or incompatible
+    └── FilesystemError        the operating system refused a file operation (read-only, no permission,
+                               disk full, file too large, not a directory ...)
+
+Exit codes (``docs/troubleshooting.md`` has an example of each): 1 other scopectl errors, 2 bad input or
+configuration (also usage errors), 3 store, 4 device, 5 registration, 6 model, 7 file system, 70 internal
+error (a bug: please report it), 130 interrupted.
+
+:func:`from_os_error` is the one mapping of ``OSError`` (and h5py's, which carry ``errno``) to these errors;
+the CLI applies it at its boundary, so no command needs a special case.
 """
 
 from __future__ import annotations
+
+import errno as _errno
+import os
 
 
 class ScopectlError(Exception):
@@ -111,3 +123,87 @@ class ModelError(ScopectlError):
     """A model file is missing, unsafe (e.g. a pickle) or incompatible."""
 
     exit_code = 6
+
+
+class FilesystemError(ScopectlError):
+    """The operating system refused a file operation: read-only file system, permission, full disk, ..."""
+
+    exit_code = 7
+
+
+#: errno -> (what happened, what to do).
+_OS_ERRORS: dict[int, tuple[str, str]] = {
+    _errno.EROFS: (
+        "the file system is read-only",
+        "Choose a writable location (--root, --out) or remount it.",
+    ),
+    _errno.EACCES: (
+        "permission denied",
+        "Check the owner and permissions of this path, or choose another location (--root, --out).",
+    ),
+    _errno.EPERM: (
+        "operation not permitted",
+        "Check the owner and permissions of this path, or choose another location (--root, --out).",
+    ),
+    _errno.ENOSPC: (
+        "no space left on the device",
+        "Free some space or choose another location (--root, --out), then run the command again.",
+    ),
+    _errno.EDQUOT: (
+        "disk quota exceeded",
+        "Free some space or choose another location (--root, --out), then run the command again.",
+    ),
+    _errno.EFBIG: (
+        "file too large for this file system or for the process's file-size limit (ulimit -f)",
+        "Raise the limit (ulimit -f unlimited) or write to another file system, then run the command again.",
+    ),
+    _errno.ENOTDIR: (
+        "a part of this path is a file, not a directory",
+        "Check that --root and --out name directories.",
+    ),
+    _errno.EISDIR: ("is a directory, not a file", "Name a file."),
+    _errno.EEXIST: ("already exists", "Remove it or choose another name."),
+    _errno.ENOENT: ("no such file or directory", "Check the path."),
+    _errno.ELOOP: ("too many levels of symbolic links", "Check the links along this path."),
+    _errno.ENAMETOOLONG: ("file name too long", "Use a shorter path."),
+    _errno.EMFILE: ("too many open files", "Raise the limit (ulimit -n) or close other programs."),
+    _errno.ENFILE: ("too many open files in the system", "Close other programs and try again."),
+    _errno.EIO: (
+        "input/output error",
+        "The disk or network file system failed; check it (dmesg) and copy the data elsewhere.",
+    ),
+    _errno.ENXIO: ("no such device or address", "Name a regular file."),
+    _errno.ETXTBSY: ("file is busy", "Close the program using it and try again."),
+    _errno.EBUSY: ("device or resource busy", "Close the program using it and try again."),
+    _errno.EXDEV: ("cannot move across file systems", "Keep temporary and final files on one file system."),
+}
+
+
+def from_os_error(
+    exc: OSError, *, path: os.PathLike[str] | str | None = None, action: str = ""
+) -> ScopectlError:
+    """Translate an ``OSError`` into a :class:`FilesystemError` naming the file and what to do.
+
+    Parameters
+    ----------
+    exc
+        The error (Python's, or h5py's, which carry ``errno`` too).
+    path
+        The file concerned, when ``exc`` does not name it (h5py's errors do not).
+    action
+        What was being done ("write the slide", "read the model"), for the message.
+    """
+    name = path if path is not None else (exc.filename if exc.filename is not None else None)
+    code = exc.errno if isinstance(exc.errno, int) else None
+    what, todo = _OS_ERRORS.get(code, ("", "")) if code is not None else ("", "")
+    if not what:
+        what = os.strerror(code) if code is not None else _first_line(exc)
+        todo = "Check the path, the disk and the permissions."
+    where = f"{os.fsdecode(name)}: " if name is not None else ""
+    doing = f"cannot {action}: " if action else ""
+    return FilesystemError(f"{where}{doing}{what}.", hint=todo)
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip().splitlines()
+    return text[0][:200] if text else type(exc).__name__

@@ -345,3 +345,34 @@ def test_corrupt_dng_from_the_phone(sim_factory: Any, fast_timeouts: PhoneTimeou
     assert list(tmp_path.iterdir()) == [], "all or nothing: no half capture stays in the destination"
     names = [n for n, *_ in phone.phone.listdir("/sdcard/DCIM/Camera") or [] if n.startswith("IMG_")]
     assert len(names) == 2, "the files stay on the phone"
+
+
+def test_a_trickling_listing_is_bounded_by_a_total_deadline(
+    sim_factory: Any, fast_timeouts: PhoneTimeouts, tmp_path: Path
+) -> None:
+    import time
+
+    phone = sim_factory()
+    timeouts = fast_timeouts.model_copy(update={"command_s": 0.6, "capture_s": 1.5})
+    with _camera(phone, timeouts) as cam:
+        cam.info()
+        phone.faults.list_entry_delay_s = 0.15  # every entry well within the per-read timeout
+        phone.faults.extra_list_entries = 30  # ... but the whole listing would take 4.5 s
+        t0 = time.monotonic()
+        with pytest.raises(DeviceTimeoutError, match=r"listing /sdcard/DCIM/Camera"):
+            cam.capture(tmp_path / "out")
+        assert time.monotonic() - t0 < 3 * timeouts.capture_s  # not 30 × 0.15 s per listing, repeated
+
+
+def test_a_flood_of_entries_is_refused(
+    sim_factory: Any, fast_timeouts: PhoneTimeouts, tmp_path: Path
+) -> None:
+    from scopectl.hardware.phone.link import MAX_LIST_ENTRIES
+
+    phone = sim_factory(faults=PhoneFaults(extra_list_entries=MAX_LIST_ENTRIES + 1))
+    with (
+        _camera(phone, fast_timeouts) as cam,
+        pytest.raises(DeviceProtocolError, match=r"entries \(more than 20,000\)"),
+    ):
+        cam.capture(tmp_path / "out")
+    assert not (tmp_path / "out").exists() or list((tmp_path / "out").iterdir()) == []

@@ -105,7 +105,7 @@ def _png_header_only(path: Path, rows: int, cols: int, depth: int = 8, ctype: in
         (
             "corrupt.png",
             lambda p, f: p.write_bytes(f["png"].read_bytes()[:200] + b"\x00" * 5000 + b"IEND\xaeB`\x82"),
-            "corrupt image data",
+            "corrupt PNG data",
         ),
         ("notes.txt", lambda p, f: p.write_text("hello, not an image"), "not an image"),
         ("empty.jpg", lambda p, f: p.write_bytes(b""), "file is empty"),

@@ -21,8 +21,8 @@ import numpy as np
 
 from scopectl.acquisition.plan import AcquisitionPlan, FieldPos
 from scopectl.acquisition.protocol import AcquisitionProtocol
-from scopectl.errors import DeviceError, ScopectlError, StoreError
-from scopectl.imageio import decode_dng
+from scopectl.errors import DeviceError, InputFileError, ScopectlError, StoreError
+from scopectl.imageio import decode_dng, decode_jpeg
 from scopectl.store import CaptureRecord, SlideStore, TileRecord
 
 __all__ = ["AcquisitionEngine", "CaptureChecks", "Operator", "evaluate_capture"]
@@ -144,6 +144,10 @@ class AcquisitionEngine:
         The mosaic locator used by the checks and the stitcher (image code, injected).
     recapture_flagged
         Retake fields whose stored capture was flagged.
+    pull_dir
+        A private folder for the files being pulled from the phone (e.g.
+        :meth:`scopectl.store.DataRoot.private_dir`); by default a temporary folder next to the slide file,
+        so a killed run leaves nothing in a shared temporary folder.
     """
 
     def __init__(
@@ -158,8 +162,10 @@ class AcquisitionEngine:
         progress: Progress | None = None,
         recapture_flagged: bool = False,
         sleep: Callable[[float], None] = time.sleep,
+        pull_dir: Path | None = None,
     ) -> None:
         self.rig = rig
+        self.pull_dir = pull_dir
         self.store = store
         self.plan = plan
         self.protocol = plan.protocol_model()
@@ -291,14 +297,10 @@ class AcquisitionEngine:
             rgb, raw_settings = decode_dng(dng, source=f"{self.rig.phone.address}:{files.dng_remote}")
             settings.update({f"raw_{k}": v for k, v in raw_settings.items()})
         elif jpeg is not None:
-            import cv2
-
-            arr = cv2.imdecode(np.frombuffer(jpeg, np.uint8), cv2.IMREAD_COLOR)
-            if arr is None:
-                raise DeviceError(
-                    f"phone {self.rig.phone.address}: pulled JPEG {files.jpeg_remote} does not decode."
-                )
-            rgb = np.ascontiguousarray(arr[:, :, ::-1])
+            try:
+                rgb = decode_jpeg(jpeg, source=f"{self.rig.phone.address}:{files.jpeg_remote}")
+            except InputFileError as exc:
+                raise DeviceError(f"phone {exc.message}", hint="Take the capture again.") from None
         else:
             raise DeviceError(f"phone {self.rig.phone.address}: the capture produced neither DNG nor JPEG.")
         checks = evaluate_capture(
@@ -342,7 +344,12 @@ class AcquisitionEngine:
     def run_phone(self) -> None:
         todo = self._fields_to_do()
         self.progress.start("captures", len(self.plan.fields), len(self.plan.fields) - len(todo))
-        with tempfile.TemporaryDirectory(prefix="scopectl-pull-") as tmp:
+        if self.pull_dir is not None:
+            for f in todo:
+                self.capture_field(f, self.pull_dir)
+                self.progress.advance("captures")
+            return
+        with tempfile.TemporaryDirectory(prefix=f".pull-{os.getpid()}-", dir=self.store.path.parent) as tmp:
             for f in todo:
                 self.capture_field(f, Path(tmp))
                 self.progress.advance("captures")

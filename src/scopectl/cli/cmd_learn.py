@@ -199,7 +199,9 @@ def enhance_cmd(
     input_pixel_size_um: Annotated[
         float | None,
         typer.Option(
-            "--input-pixel-size-um", help="Pixel size of inputs whose file states none (default: model's)."
+            "--input-pixel-size-um",
+            help="Pixel size of the inputs at the sample, in µm (0.02–20); beats the files' metadata "
+            "(default: a plausible size stated by the file, else the model's).",
         ),
     ] = None,
     compile_model: Annotated[
@@ -209,6 +211,7 @@ def enhance_cmd(
     json_out: JsonOpt = False,
 ) -> None:
     """Enhance phone images with a trained model; writes <out>/<input stem>.tif with the pixel size."""
+    from scopectl.imageio import check_pixel_size_um
     from scopectl.learn.device import pick_device, resolve_precision
     from scopectl.learn.enhance import EnhanceOutcome, enhance_sources, parse_sources, prepare_model
     from scopectl.learn.modelio import load_model, resolve_model_dir
@@ -216,6 +219,10 @@ def enhance_cmd(
     state = get_state(ctx)
     if not inputs:
         raise InputFileError("no inputs given.", hint="Name image files or slide stores to enhance.")
+    if input_pixel_size_um is not None:
+        input_pixel_size_um = check_pixel_size_um(input_pixel_size_um, what="--input-pixel-size-um")
+    if out.exists() and not out.is_dir():
+        raise ConfigError(f"--out {out}: is a file, not a directory.", hint="Name a directory.")
     sources = parse_sources(inputs)
     if not sources:
         raise InputFileError("the inputs contain no images (empty slide stores?).")

@@ -8,7 +8,7 @@ from typing import Annotated, Any
 import typer
 
 from scopectl.cli.common import JsonOpt, emit, get_state, say
-from scopectl.errors import StoreCorruptError, StoreError
+from scopectl.errors import ScopectlError, StoreCorruptError
 from scopectl.store import SlideStore
 from scopectl.store.importer import TileGrid, import_slide
 
@@ -63,19 +63,46 @@ def info_cmd(ctx: typer.Context, slide: SlideOpt, json_out: JsonOpt = False) -> 
     emit(info, as_json=json_out, human=human)
 
 
+#: ``store verify`` reads every image (``--deep``) by default when the slide holds at most this much image
+#: data: deep reads about 100 MB/s on one core (benchmarks/bench_verify.py), so this costs about 5 s.
+DEEP_VERIFY_DEFAULT_MAX_BYTES = 512 * 1024**2
+
+
 @store_app.command("verify")
-def verify_cmd(ctx: typer.Context, slide: SlideOpt, json_out: JsonOpt = False) -> None:
-    """Check a slide's structure and every raw file's SHA-256; exits non-zero on a problem."""
+def verify_cmd(
+    ctx: typer.Context,
+    slide: SlideOpt,
+    deep: Annotated[
+        bool | None,
+        typer.Option(
+            "--deep/--quick",
+            help="--deep decodes every image chunk (default when the slide holds up to 512 MiB of image data); "
+            "--quick checks structure, metadata and the raw files' SHA-256 only.",
+            show_default=False,
+        ),
+    ] = None,
+    json_out: JsonOpt = False,
+) -> None:
+    """Check a slide: structure, metadata, every raw file's SHA-256 and (deep) every image; non-zero exit on a problem."""
     state = get_state(ctx)
     path = state.slide_path(slide)
     with SlideStore.open(path) as store:
-        report = store.verify()
+        data_bytes = store.data_bytes()
+        if deep is None:
+            deep = data_bytes <= DEEP_VERIFY_DEFAULT_MAX_BYTES
+        report = store.verify(deep=deep)
     report["path"] = str(path)
-    lines = [f"{path}: {'OK' if report['ok'] else 'PROBLEMS FOUND'}"]
+    report["data_bytes"] = data_bytes
+    lines = [f"{path}: {'OK' if report['ok'] else 'PROBLEMS FOUND'} ({'deep' if deep else 'quick'} check)"]
     lines.append(
         f"  {report['tiles']} tiles, {report['captures']} captures, mosaic {'yes' if report['mosaic'] else 'no'}, "
         f"{report['raw_files_checked']} raw files checked"
+        + (f", {report['bytes_read'] / 1e6:.0f} MB of images decoded" if deep else "")
     )
+    if not deep:
+        lines.append(
+            f"  image chunks were not decoded ({_fmt_bytes(data_bytes)} of image data): run with --deep to read them"
+        )
     if report["incomplete"]:
         lines.append(
             f"  {len(report['incomplete'])} incomplete item(s) left by an interrupted writer "
@@ -85,7 +112,7 @@ def verify_cmd(ctx: typer.Context, slide: SlideOpt, json_out: JsonOpt = False) -
     emit(report, as_json=json_out, human="\n".join(lines))
     if not report["ok"]:
         raise StoreCorruptError(
-            f"{path}: {len(report['problems'])} problem(s) found: {report['problems'][0]}."
+            f"{path}: {len(report['problems'])} problem(s) found: {report['problems'][0].rstrip('.')}."
         )
 
 
@@ -94,6 +121,7 @@ def ls_cmd(ctx: typer.Context, json_out: JsonOpt = False) -> None:
     """List the slides under the data root."""
     state = get_state(ctx)
     rows: list[dict[str, Any]] = []
+    stale = state.data.stale_items()
     if state.slides_dir.is_dir():
         for path in sorted(state.slides_dir.glob("*.h5")):
             try:
@@ -110,7 +138,7 @@ def ls_cmd(ctx: typer.Context, json_out: JsonOpt = False) -> None:
                         "path": str(path),
                     }
                 )
-            except StoreError as exc:
+            except ScopectlError as exc:  # a damaged or unreadable slide is one row, not the end
                 rows.append({"slide_id": path.stem, "error": exc.one_line(), "path": str(path)})
     if not rows:
         human = f"no slides under {state.slides_dir}"
@@ -122,7 +150,17 @@ def ls_cmd(ctx: typer.Context, json_out: JsonOpt = False) -> None:
             f"{r['captures']:>5} captures  mosaic {'yes' if r['mosaic'] else 'no '}  {_fmt_bytes(r['size_bytes'])}"
             for r in rows
         )
-    emit({"root": str(state.root), "slides": rows}, as_json=json_out, human=human)
+    if stale:
+        human += "\n" + "\n".join(
+            f"leftover of an interrupted run (removed by the next writing command): {item.describe()}"
+            for item in stale
+        )
+    result: dict[str, Any] = {"root": str(state.root), "slides": rows}
+    if stale:
+        result["leftovers"] = [
+            {"path": str(i.path), "kind": i.kind, "pid": i.pid, "size_bytes": i.size_bytes} for i in stale
+        ]
+    emit(result, as_json=json_out, human=human)
 
 
 def import_cmd(
@@ -153,15 +191,17 @@ def import_cmd(
 ) -> None:
     """Build a slide store from phone and benchtop image files collected by other means."""
     state = get_state(ctx)
+    target = state.slide_path(slide)
     grid = TileGrid.parse(benchtop_grid, benchtop_overlap) if benchtop_grid else None
     quiet = json_out
+    state.prepare_writing(state.slides_dir, quiet=quiet)
 
     def report(msg: str) -> None:
         if not quiet:
             say(msg)
 
     result = import_slide(
-        state.slide_path(slide),
+        target,
         slide_id=slide,
         phone_files=phone,
         benchtop_files=benchtop,

@@ -30,6 +30,8 @@ from rich.progress import (
     TimeRemainingColumn,
 )
 
+from scopectl.store.paths import DataRoot
+
 __all__ = ["CliState", "JsonOpt", "emit", "get_state", "progress", "say", "say_error", "stderr_console"]
 
 stderr_console = Console(stderr=True)
@@ -40,29 +42,45 @@ JsonOpt = Annotated[bool, typer.Option("--json", help="Print one JSON object as 
 
 @dataclass
 class CliState:
-    """Global options, stored on the Typer context."""
+    """Global options, stored on the Typer context.
+
+    Every path under the data root comes from :attr:`data` (a :class:`~scopectl.store.paths.DataRoot`), which
+    validates ids and names before they become paths.
+    """
 
     root: Path
     debug: bool = False
 
     @property
+    def data(self) -> DataRoot:
+        return DataRoot(self.root)
+
+    @property
     def slides_dir(self) -> Path:
-        return self.root / "slides"
+        return self.data.slides_dir
 
     @property
     def datasets_dir(self) -> Path:
-        return self.root / "datasets"
+        return self.data.datasets_dir
 
     @property
     def models_dir(self) -> Path:
-        return self.root / "models"
+        return self.data.models_dir
 
     @property
     def reports_dir(self) -> Path:
-        return self.root / "reports"
+        return self.data.reports_dir
 
     def slide_path(self, slide_id: str) -> Path:
-        return self.slides_dir / f"{slide_id}.h5"
+        """``<root>/slides/<id>.h5``; the id is validated (never a path outside the root)."""
+        return self.data.slide_path(slide_id)
+
+    def prepare_writing(self, *folders: Path, quiet: bool = False) -> None:
+        """Before a command writes under the root: check it can, and remove leftovers of killed processes."""
+        self.data.ensure_writable(*folders)
+        for item in self.data.sweep_stale():
+            if not quiet:
+                say(f"removed a leftover of an interrupted run: {item.describe()}")
 
 
 def say(message: str) -> None:

@@ -17,7 +17,7 @@ import typer
 from scopectl import __version__
 from scopectl.cli import cmd_acquire, cmd_demo, cmd_doctor, cmd_learn, cmd_register, cmd_sim, cmd_store
 from scopectl.cli.common import CliState, default_root, say, say_error
-from scopectl.errors import ScopectlError
+from scopectl.errors import ScopectlError, from_os_error
 
 app = typer.Typer(
     name="scopectl",
@@ -100,20 +100,35 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         say("interrupted.")
         return 130
+    except OSError as exc:
+        if exc.errno is None:  # a library's error without an errno was not translated where it arose: a bug
+            return _internal(exc, debug=debug)
+        # the operating system refused (read-only, permissions, full disk ...): not a bug
+        if debug:
+            traceback.print_exc()
+        err = from_os_error(exc)
+        say_error(err.one_line())
+        return err.exit_code
     except Exception as exc:  # usage errors (click's, vendored or not) and unexpected failures
         show = getattr(exc, "show", None)
         code = getattr(exc, "exit_code", None)
         if callable(show) and isinstance(code, int):  # a click.ClickException (UsageError, BadParameter...)
             show()
             return code
-        if debug:
-            raise
-        say_error(
-            f"{type(exc).__name__}: {exc} (run again with --debug for a traceback, and report it)",
-            label="internal error",
-        )
-        return 70
+        return _internal(exc, debug=debug)
     return 0
+
+
+def _internal(exc: BaseException, *, debug: bool) -> int:
+    """Report an unexpected failure (a bug): one line, exit 70; ``--debug`` re-raises it."""
+    if debug:
+        raise exc
+    text = " ".join(str(exc).split())[:300]
+    say_error(
+        f"{type(exc).__name__}: {text} (run again with --debug for a traceback, and report it)",
+        label="internal error",
+    )
+    return 70
 
 
 if __name__ == "__main__":  # pragma: no cover

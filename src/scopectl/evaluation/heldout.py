@@ -181,10 +181,9 @@ def _decode_capture(store: Any, index: int, source: Source, rgb: np.ndarray) -> 
         from scopectl.imageio import decode_dng
 
         return decode_dng(data, source=f"{store.path} capture {index}")[0]
-    arr = cv2.imdecode(np.frombuffer(data, dtype=np.uint8), cv2.IMREAD_COLOR)
-    if arr is None:
-        raise InputFileError(f"{store.path}: capture {index} JPEG bytes do not decode.")
-    return np.ascontiguousarray(cv2.cvtColor(arr, cv2.COLOR_BGR2RGB))
+    from scopectl.imageio import decode_jpeg
+
+    return decode_jpeg(data, source=f"{store.path} capture {index}")
 
 
 def capture_pair(

@@ -115,7 +115,7 @@ def evaluate_slides(
     for path in slide_paths:
         if not path.is_file():
             raise InputFileError(
-                f"{path}: slide store not found.", hint="Check the slide ids (scopectl store list)."
+                f"{path}: slide store not found.", hint="Check the slide ids (scopectl store ls)."
             )
         remaining = None if max_captures is None else max(0, max_captures - len(pairs))
         if remaining == 0:

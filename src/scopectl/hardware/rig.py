@@ -18,8 +18,11 @@ talk to the simulators over those real transports.  Nothing ever falls back to s
 from __future__ import annotations
 
 import contextlib
+import functools
 import hashlib
-import tempfile
+import os
+import shutil
+import stat
 import threading
 import time
 from abc import ABC, abstractmethod
@@ -252,8 +255,12 @@ def open_rig(
     prompt: Callable[[str], None] | None = None,
     capture_shape: tuple[int, int] = (1024, 1024),
     benchtop_tile_shape: tuple[int, int] = (1024, 1024),
+    workdir: Path | None = None,
 ) -> Rig:
     """Open a rig: ``"sim"`` for the simulated rig, else the path of a rig file.
+
+    ``workdir`` is the simulated rig's private folder (mode 0700; its ADB key lives there), e.g. one under
+    the data root (:meth:`scopectl.store.DataRoot.private_dir`); see :func:`open_simulated_rig`.
 
     Raises
     ------
@@ -267,7 +274,11 @@ def open_rig(
     """
     if str(spec) == "sim":
         return open_simulated_rig(
-            seed=seed, sample=sample, capture_shape=capture_shape, benchtop_sensor_shape=benchtop_tile_shape
+            seed=seed,
+            sample=sample,
+            capture_shape=capture_shape,
+            benchtop_sensor_shape=benchtop_tile_shape,
+            workdir=workdir,
         )
     path = Path(spec)
     if not path.is_file():
@@ -358,20 +369,26 @@ def open_simulated_rig(
     The LED board runs behind a pseudo-terminal (driven by :class:`SerialLedRing`), the phone is an adbd on
     127.0.0.1 (driven by :class:`PhoneCamera` with RSA authentication), and the benchtop is a Micro-Manager
     core with pure-Python devices.  All three see one slide of the digital twin.
+
+    The rig's ADB key pair is made in ``workdir`` (which must be private: mode 0700); without one, in a
+    fresh folder ``sim-<pid>`` beside scopectl's own key in the user's configuration folder
+    (``~/.config/scopectl``), removed when the rig closes.  Never in a shared temporary folder.
     """
     from scopectl.hardware.benchtop import Benchtop
     from scopectl.hardware.ledring import BatteryModel, SerialLedRing, SimulatedLedBoard
     from scopectl.hardware.phone import PhoneCamera, ensure_key
+    from scopectl.hardware.phone.keys import default_key_path
     from scopectl.hardware.phone.sim import SimulatedPhone
     from scopectl.twin import make_slide
 
     closers: list[Callable[[], None]] = []
-    tmp: tempfile.TemporaryDirectory[str] | None = None
     try:
         if workdir is None:
-            tmp = tempfile.TemporaryDirectory(prefix="scopectl-sim-")
-            workdir = Path(tmp.name)
-            closers.append(tmp.cleanup)
+            workdir = default_key_path().parent / f"sim-{os.getpid()}"
+            workdir.mkdir(mode=0o700, parents=True, exist_ok=True)
+            closers.append(functools.partial(shutil.rmtree, workdir, ignore_errors=True))
+        if stat.S_IMODE(workdir.stat().st_mode) & 0o077:
+            os.chmod(workdir, 0o700)
         slide = make_slide(sample, seed=seed, width_um=slide_size_um[0], height_um=slide_size_um[1])  # type: ignore[arg-type]
         # The battery sags with the LED load; it does not drain with wall-clock time, so a simulated
         # acquisition is reproducible whatever its pace (the LED-ring tests exercise the drain).

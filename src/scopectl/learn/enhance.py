@@ -64,6 +64,11 @@ MIN_TILE = 64
 CPU_TILE = 256
 #: Relative pixel-size mismatch above which inputs are resampled to the model's input pixel size.
 PIXEL_SIZE_TOLERANCE = 0.03
+#: Largest upsampling of an input to the model's pixel size: coarser inputs lack the detail the network
+#: was trained to restore (and a wrong pixel size would blow the image up).
+MAX_UPSAMPLING = 4.0
+#: Largest output accepted, in pixels (the network's float32 output alone is 12 bytes per pixel).
+MAX_OUTPUT_PIXELS = 250_000_000
 
 
 def _ratio_of(model: nn.Module) -> tuple[int, int]:
@@ -282,10 +287,12 @@ class StoreCaptureSource:
 
         with _STORE_LOCK, SlideStore.open(self.store_path, mode="r") as store:
             rgb, meta = store.read_capture(self.index)
+        from scopectl.imageio import plausible_pixel_size_um
+
         px = meta.get("pixel_size_um")
         return LoadedImage(
             rgb=np.ascontiguousarray(rgb, dtype=np.uint8),
-            pixel_size_um=float(px) if px else None,
+            pixel_size_um=float(px) if isinstance(px, float) and plausible_pixel_size_um(px) else None,
             description=f"{self.store_path} capture {self.index}",
         )
 
@@ -313,22 +320,32 @@ def write_tiff(path: Path, rgb: np.ndarray, *, pixel_size_um: float, info: str =
     ImageJ/Fiji read ``XResolution`` (pixels per unit) with the unit from the ImageJ description; QuPath
     reads the same through its ImageJ/Bio-Formats readers.
     """
+    import os
+
     import tifffile
+
+    from scopectl.errors import from_os_error
 
     per_um = 1.0 / pixel_size_um
     metadata: dict[str, Any] = {"unit": "um", "axes": "YXS"}
     if info:
         metadata["Info"] = info
-    tmp = path.with_name(f".{path.name}.partial")
-    tifffile.imwrite(
-        tmp,
-        rgb,
-        imagej=True,
-        photometric="rgb",
-        resolution=(per_um, per_um),
-        metadata=metadata,
-    )
-    tmp.replace(path)
+    tmp = path.with_name(f".{path.name}.partial-{os.getpid()}")  # swept when its process is gone
+    try:
+        tifffile.imwrite(
+            tmp,
+            rgb,
+            imagej=True,
+            photometric="rgb",
+            resolution=(per_um, per_um),
+            metadata=metadata,
+        )
+        tmp.replace(path)
+    except OSError as exc:
+        raise from_os_error(exc, path=path, action="write the enhanced image") from None
+    finally:
+        if tmp.exists():
+            tmp.unlink()
 
 
 def _resample(rgb: np.ndarray, *, factor: float) -> np.ndarray:
@@ -375,7 +392,14 @@ def enhance_sources(
     ConfigError
         If two inputs have the same stem or an output exists (without ``overwrite``).
     """
+    from scopectl.imageio import check_pixel_size_um, plausible_pixel_size_um
+    from scopectl.store.paths import sweep_stale_partials
+
     out_dir = Path(out_dir)
+    if input_pixel_size_um is not None:
+        input_pixel_size_um = check_pixel_size_um(input_pixel_size_um, what="--input-pixel-size-um")
+    if out_dir.exists() and not out_dir.is_dir():
+        raise ConfigError(f"--out {out_dir}: is a file, not a directory.", hint="Name a directory.")
     targets: dict[str, str] = {}
     for src in sources:
         key = src.name.lower()
@@ -389,6 +413,11 @@ def enhance_sources(
         if dest.exists() and not overwrite:
             raise ConfigError(f"{dest} exists.", hint="Choose another --out directory or pass --overwrite.")
     out_dir.mkdir(parents=True, exist_ok=True)
+    sweep_stale_partials(out_dir)
+    if not plausible_pixel_size_um(card.input_pixel_size_um):
+        raise ModelError(
+            f"model {card.name}: input pixel size {card.input_pixel_size_um} µm is implausible for a microscope."
+        )
     p, q = card.ratio_pq
     outcomes: list[EnhanceOutcome] = []
     info_base = (
@@ -406,9 +435,13 @@ def enhance_sources(
             if i + 2 < len(sources):
                 pending_reads.append(reader.submit(sources[i + 2].load))
             start = time.perf_counter()
-            assumed = loaded.pixel_size_um is None
-            px_in = loaded.pixel_size_um or input_pixel_size_um or card.input_pixel_size_um
+            # An explicit --input-pixel-size-um beats the file; a file's value is used only when plausible
+            # (FileSource / StoreCaptureSource drop print resolutions); else the model's is assumed.
+            stated = loaded.pixel_size_um if plausible_pixel_size_um(loaded.pixel_size_um) else None
+            assumed = input_pixel_size_um is None and stated is None
+            px_in = input_pixel_size_um or stated or card.input_pixel_size_um
             rgb = loaded.rgb
+            _check_scale(loaded, px_in, card, p=p, q=q)
             resampled = abs(px_in / card.input_pixel_size_um - 1.0) > PIXEL_SIZE_TOLERANCE
             notes: list[str] = []
             if resampled:
@@ -450,6 +483,24 @@ def enhance_sources(
     return outcomes
 
 
+def _check_scale(loaded: LoadedImage, px_in: float, card: ModelCard, *, p: int, q: int) -> None:
+    """Refuse an input that would be upsampled implausibly or give an absurdly large output."""
+    factor = px_in / card.input_pixel_size_um
+    if factor > MAX_UPSAMPLING:
+        raise InputFileError(
+            f"{loaded.description}: at {px_in:.4g} µm/px it would be enlarged {factor:.3g}× to the model's "
+            f"{card.input_pixel_size_um:.4g} µm/px (at most {MAX_UPSAMPLING:g}×); the network cannot add that detail.",
+            hint="Use a model trained for this pixel size, or give the right --input-pixel-size-um.",
+        )
+    rows, cols = int(loaded.rgb.shape[0]), int(loaded.rgb.shape[1])
+    out_pixels = (rows * factor * p / q) * (cols * factor * p / q)
+    if out_pixels > MAX_OUTPUT_PIXELS:
+        raise InputFileError(
+            f"{loaded.description}: the output would have {out_pixels:,.0f} pixels (limit {MAX_OUTPUT_PIXELS:,}).",
+            hint="Split the image into tiles and enhance those.",
+        )
+
+
 def parse_sources(items: Iterable[str]) -> list[ImageSource]:
     """Turn command-line inputs into sources.
 
@@ -471,9 +522,9 @@ def parse_sources(items: Iterable[str]) -> list[ImageSource]:
                 store_part, sep = head, marker[3]
         path = Path(store_part)
         if path.suffix.lower() in (".h5", ".hdf5"):
-            if not path.is_file():
-                raise InputFileError(f"{path}: slide store not found.", hint="Check the path.")
             captures = _store_captures(path)
+            if not captures:
+                raise InputFileError(f"{path}: the slide store holds no complete phone capture.")
             if sep:
                 if not index_part.isdigit():
                     raise InputFileError(f"{text}: capture index {index_part!r} is not a number.")
@@ -484,10 +535,9 @@ def parse_sources(items: Iterable[str]) -> list[ImageSource]:
                 captures = match
             sources.extend(StoreCaptureSource(path, idx) for idx in captures)
             continue
-        if path.is_dir():
-            raise InputFileError(f"{path}: is a directory.", hint="Name the image files (e.g. dir/*.jpg).")
-        if not path.is_file():
-            raise InputFileError(f"{path}: file not found.", hint="Check the path.")
+        from scopectl.imageio import check_input_file
+
+        check_input_file(path)  # missing, a directory, a FIFO or device: said as such
         sources.append(FileSource(path))
     return sources
 

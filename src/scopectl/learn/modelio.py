@@ -29,7 +29,8 @@ from pydantic import Field, ValidationError, field_validator
 
 from scopectl import __version__
 from scopectl.config.base import StrictModel, format_validation_error
-from scopectl.errors import ModelError
+from scopectl.errors import InputFileError, ModelError
+from scopectl.imageio import read_untrusted
 from scopectl.learn.network import EnhanceNet, block_widths, build_network, parse_ratio
 
 __all__ = [
@@ -51,6 +52,7 @@ WEIGHTS_NAME = "model.safetensors"
 CARD_NAME = "model.json"
 ARCHITECTURE: Final = "rivenson2018-pyramidal-resnet"
 MAX_WEIGHTS_BYTES = 256 * 1024**2
+MAX_CARD_BYTES = 1024**2
 _NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$")
 _PICKLE_SUFFIXES = (".pt", ".pth", ".ckpt", ".pkl", ".pickle", ".bin", ".tar")
 
@@ -270,13 +272,19 @@ def read_card(directory: Path | str) -> ModelCard:
     """Read and validate ``model.json`` of a model directory."""
     directory = Path(directory)
     path = directory / CARD_NAME
-    if not path.is_file():
+    if not path.exists() and not path.is_symlink():
         raise ModelError(
             f"{path}: model card not found.", hint="Train a model first (scopectl train) or check the name."
         )
     try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raw = read_untrusted(path, max_bytes=MAX_CARD_BYTES, what="model card")
+    except InputFileError as exc:
+        raise ModelError(
+            exc.message, hint="A scopectl model directory holds model.json and model.safetensors."
+        ) from None
+    try:
+        data = json.loads(raw.decode("utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError, RecursionError) as exc:
         raise ModelError(f"{path}: unreadable model card ({type(exc).__name__}: {exc}).") from None
     try:
         return ModelCard.model_validate(data)
@@ -321,15 +329,15 @@ def load_model(directory: Path | str, *, device: str | torch.device = "cpu") -> 
         if child.is_file() and child.name != WEIGHTS_NAME and child.suffix.lower() in _PICKLE_SUFFIXES:
             check_not_pickle(child)
     weights = path / WEIGHTS_NAME
-    if not weights.is_file():
+    if not weights.exists() and not weights.is_symlink():
         raise ModelError(
             f"{weights}: weights file not found.", hint="A scopectl model directory has model.safetensors."
         )
     card = read_card(path)
-    size = weights.stat().st_size
-    if size > MAX_WEIGHTS_BYTES:
-        raise ModelError(f"{weights}: implausibly large weights file ({size:,} bytes).")
-    blob = weights.read_bytes()
+    try:
+        blob = read_untrusted(weights, max_bytes=MAX_WEIGHTS_BYTES, what="weights file")
+    except InputFileError as exc:
+        raise ModelError(exc.message, hint="Copy the model directory again.") from None
     check_not_pickle(weights)
     if card.weights_sha256 and hashlib.sha256(blob).hexdigest() != card.weights_sha256:
         raise ModelError(

@@ -1,6 +1,7 @@
 """Storage: one HDF5 file per slide (see ``docs/store.md``)."""
 
 from scopectl.store.lock import WriteLock
+from scopectl.store.paths import DataRoot, validate_slide_id
 from scopectl.store.slide import (
     FORMAT,
     SCHEMA_VERSION,
@@ -9,13 +10,13 @@ from scopectl.store.slide import (
     RegistrationRecord,
     SlideStore,
     TileRecord,
-    validate_slide_id,
 )
 
 __all__ = [
     "FORMAT",
     "SCHEMA_VERSION",
     "CaptureRecord",
+    "DataRoot",
     "MosaicInfo",
     "RegistrationRecord",
     "SlideStore",

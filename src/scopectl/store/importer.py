@@ -17,15 +17,17 @@ from typing import Any
 
 import numpy as np
 
-from scopectl.errors import InputFileError, StoreExistsError
-from scopectl.imageio import ImageFile, read_image
+from scopectl.errors import InputFileError, StoreExistsError, from_os_error
+from scopectl.imageio import PIXEL_SIZE_RANGE_UM as _PIXEL_SIZE_RANGE_UM
+from scopectl.imageio import ImageFile, check_pixel_size_um, read_image
 from scopectl.store.lock import WriteLock
-from scopectl.store.slide import CaptureRecord, SlideStore, TileRecord, validate_slide_id
+from scopectl.store.paths import validate_slide_id
+from scopectl.store.slide import CaptureRecord, SlideStore, TileRecord
 
 __all__ = ["ImportResult", "TileGrid", "import_slide"]
 
-#: Plausible pixel sizes at the sample, in µm (a 100× objective on a small-pixel camera to a bare sensor).
-PIXEL_SIZE_RANGE_UM = (0.02, 20.0)
+#: Plausible pixel sizes at the sample, in µm (the decoder policy's range, :mod:`scopectl.imageio`).
+PIXEL_SIZE_RANGE_UM = _PIXEL_SIZE_RANGE_UM
 
 
 @dataclass(frozen=True)
@@ -74,33 +76,25 @@ class ImportResult:
 
 
 def _pixel_size(images: Sequence[ImageFile], flag: float | None, which: str, flag_name: str) -> float:
+    """The pixel size of some images: the flag (validated) beats the files' metadata (plausible values only)."""
     if flag is not None:
-        if not PIXEL_SIZE_RANGE_UM[0] <= flag <= PIXEL_SIZE_RANGE_UM[1]:
-            raise InputFileError(
-                f"{flag_name} {flag}: implausible pixel size at the sample "
-                f"(expected {PIXEL_SIZE_RANGE_UM[0]}–{PIXEL_SIZE_RANGE_UM[1]} µm)."
-            )
-        return float(flag)
-    sizes = {img.pixel_size_um for img in images}
-    if None in sizes or not sizes:
-        missing = next(img.path for img in images if img.pixel_size_um is None)
-        raise InputFileError(
-            f"{missing}: the {which} pixel size is not in the file's metadata.",
-            hint=f"Pass {flag_name} MICRONS.",
+        return check_pixel_size_um(flag, what=flag_name)
+    missing = next((img for img in images if img.pixel_size_um is None), None)
+    if missing is not None or not images:
+        path = missing.path if missing is not None else "inputs"
+        why = (
+            f"its metadata {missing.resolution_note}"
+            if missing is not None and missing.resolution_note
+            else f"the {which} pixel size is not in the file's metadata"
         )
-    values = sorted(float(s) for s in sizes if s is not None)
+        raise InputFileError(f"{path}: {why}.", hint=f"Pass {flag_name} MICRONS.")
+    values = sorted(float(img.pixel_size_um) for img in images if img.pixel_size_um is not None)
     if values[-1] / values[0] > 1.01:
         raise InputFileError(
             f"{which} images disagree on pixel size ({values[0]:.4g}–{values[-1]:.4g} µm).",
             hint=f"Import them separately or pass {flag_name}.",
         )
-    value = values[0]
-    if not PIXEL_SIZE_RANGE_UM[0] <= value <= PIXEL_SIZE_RANGE_UM[1]:
-        raise InputFileError(
-            f"{images[0].path}: metadata pixel size {value:.4g} µm is implausible for a microscope image.",
-            hint=f"Pass {flag_name} MICRONS.",
-        )
-    return value
+    return values[0]
 
 
 def _capture_record(img: ImageFile, index: int, pixel_size_um: float) -> CaptureRecord:
@@ -220,7 +214,15 @@ def import_slide(
             "phone_files": [str(f) for f in phone_files],
             "benchtop_files": [str(f) for f in benchtop_files],
         }
-        with SlideStore.create(tmp, slide_id=slide_id, rig=rig, simulated=False, force=True) as store:
+        with SlideStore.create(
+            tmp,
+            slide_id=slide_id,
+            rig=rig,
+            simulated=False,
+            force=True,
+            display_path=path,
+            space_hint="Free some space (or choose another --root), then run the same import again.",
+        ) as store:
             for i, img in enumerate(phone):
                 store.add_capture(_capture_record(img, i, phone_px))
             if grid is None:
@@ -272,6 +274,10 @@ def import_slide(
             assert mi is not None
             shape = (mi.rows, mi.cols)
         os.replace(tmp, path)
+    except OSError as exc:
+        with contextlib.suppress(FileNotFoundError):
+            tmp.unlink()
+        raise from_os_error(exc, path=path, action="write the slide") from None
     except BaseException:
         with contextlib.suppress(FileNotFoundError):
             tmp.unlink()

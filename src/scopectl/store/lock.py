@@ -71,6 +71,32 @@ class WriteLock:
         finally:
             os.close(fd)
 
+    def remove_if_stale(self) -> bool:
+        """Remove the lock file when no process holds it (a holder killed by ``kill -9`` leaves it behind).
+
+        Returns True when the file was removed.  Never blocks, never creates the file.
+        """
+        if self._fd is not None:
+            return False
+        try:
+            fd = os.open(self.lock_path, os.O_RDWR | os.O_NOFOLLOW)
+        except OSError:
+            return False
+        try:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                return False
+            try:
+                if os.fstat(fd).st_ino != os.stat(self.lock_path).st_ino:
+                    return False
+                os.unlink(self.lock_path)
+            except FileNotFoundError:
+                return False
+            return True
+        finally:
+            os.close(fd)
+
     def acquire(self) -> None:
         """Take the lock or raise :class:`StoreLockedError` naming the holder."""
         if self._fd is not None:

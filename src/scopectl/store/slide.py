@@ -30,28 +30,43 @@ but the item bookkeeping here does not).
 from __future__ import annotations
 
 import contextlib
+import functools
 import hashlib
 import json
 import math
 import os
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import TracebackType
-from typing import Any, Literal
+from typing import Any, Literal, ParamSpec, TypeVar
 
 import h5py
 import numpy as np
 
 from scopectl import __version__
 from scopectl.errors import (
+    FilesystemError,
     InputFileError,
+    ScopectlError,
     StoreCorruptError,
     StoreError,
     StoreExistsError,
+    from_os_error,
+)
+from scopectl.store.h5safe import (
+    SafeDataset,
+    attr_bool,
+    attr_float,
+    attr_int,
+    attr_json,
+    attr_str,
+    open_h5,
+    reading,
 )
 from scopectl.store.lock import WriteLock
+from scopectl.store.paths import validate_slide_id
 
 __all__ = [
     "FORMAT",
@@ -66,7 +81,7 @@ __all__ = [
 FORMAT = "scopectl-slide"
 SCHEMA_VERSION = 1
 MOSAIC_CHUNK = 512
-_RAW_KINDS = ("dng", "jpeg", "source")
+_RAW_KINDS: tuple[Literal["dng", "jpeg", "source"], ...] = ("dng", "jpeg", "source")
 
 
 def _json(obj: Any) -> str:
@@ -108,6 +123,52 @@ def _finite(name: str, value: float | None) -> float:
 def _opt(value: Any) -> float | None:
     v = float(value)
     return None if math.isnan(v) else v
+
+
+_P = ParamSpec("_P")
+_R = TypeVar("_R")
+
+#: Largest phone capture or benchtop tile read whole (pixels); the mosaic is read lazily, in blocks.
+MAX_ITEM_PIXELS = 400_000_000
+
+
+def _reads(what: str) -> Callable[[Callable[_P, _R]], Callable[_P, _R]]:
+    """Decorate a :class:`SlideStore` reader: h5py, numpy and JSON errors become one clear store error."""
+
+    def wrap(fn: Callable[_P, _R]) -> Callable[_P, _R]:
+        @functools.wraps(fn)
+        def inner(*args: _P.args, **kwargs: _P.kwargs) -> _R:
+            store = args[0]
+            assert isinstance(store, SlideStore)
+            with reading(store.path, what):
+                return fn(*args, **kwargs)
+
+        return inner
+
+    return wrap
+
+
+def _rgb_dataset(g: h5py.Group, what: str) -> h5py.Dataset:
+    """The ``rgb`` dataset of an item, checked: uint8, (rows, cols, 3), not absurdly large."""
+    ds = g.get("rgb")
+    if not isinstance(ds, h5py.Dataset):
+        raise KeyError(f"{what} has no rgb dataset")
+    shape = ds.shape
+    if ds.dtype != np.uint8 or len(shape) != 3 or shape[2] != 3 or shape[0] == 0 or shape[1] == 0:
+        raise ValueError(f"{what}: rgb is {ds.dtype} {shape}, not RGB uint8 (rows, cols, 3)")
+    if int(shape[0]) * int(shape[1]) > MAX_ITEM_PIXELS:
+        raise ValueError(f"{what}: rgb of {shape[0]}×{shape[1]} pixels exceeds {MAX_ITEM_PIXELS:,}")
+    return ds
+
+
+def _raw_bytes(ds: Any, what: str) -> bytes:
+    """The bytes of a raw-file dataset (1-D uint8), checked against its recorded size."""
+    if not isinstance(ds, h5py.Dataset) or ds.dtype != np.uint8 or ds.ndim != 1:
+        raise ValueError(f"{what} is not a 1-D uint8 dataset")
+    size = attr_int(ds, "size")
+    if int(ds.shape[0]) != size:
+        raise ValueError(f"{what} holds {ds.shape[0]} bytes but records {size}")
+    return bytes(np.asarray(ds[()], dtype=np.uint8).tobytes())
 
 
 @dataclass(frozen=True)
@@ -187,6 +248,10 @@ class SlideStore:
         self.discarded: list[str] = []
         #: When opened read-only while another process writes the slide: that writer's description.
         self.writer: dict[str, Any] | None = None
+        #: The path messages name (an importer writes a temporary file that becomes another path).
+        self.display_path = path
+        #: What to do when the disk is full.
+        self.space_hint = "Free some space (or move --root), then continue with --resume."
 
     # ------------------------------------------------------------------ opening
     @classmethod
@@ -199,8 +264,13 @@ class SlideStore:
         simulated: bool,
         protocol: dict[str, Any] | None = None,
         force: bool = False,
+        display_path: Path | None = None,
+        space_hint: str | None = None,
     ) -> SlideStore:
         """Create a new slide file (taking its write lock).
+
+        ``display_path`` is the path messages name (an importer writes a temporary file renamed later) and
+        ``space_hint`` what a full-disk error advises.
 
         Raises
         ------
@@ -208,6 +278,8 @@ class SlideStore:
             If the file exists and ``force`` is false.
         StoreLockedError
             If another process holds the slide's lock.
+        FilesystemError
+            If the disk (or the file-size limit) has no room, or the folder cannot be written.
         """
         path = Path(path)
         validate_slide_id(slide_id)
@@ -220,10 +292,13 @@ class SlideStore:
                     hint="Use --resume to continue it or --force to replace it (its data will be lost).",
                 )
             path.parent.mkdir(parents=True, exist_ok=True)
-            try:
-                h5 = h5py.File(path, "w" if force else "x")
-            except (OSError, FileExistsError) as exc:
-                raise StoreError(f"{path}: cannot create the slide file ({exc}).") from None
+            if force and path.exists():
+                path.unlink()  # its space counts as free below; a failed create leaves no half-truncated file
+            shown = display_path if display_path is not None else path
+            _check_space(
+                path, 0, shown=shown, hint=space_hint or "Free some space (or move --root), then try again."
+            )
+            h5 = open_h5(path, "x", what="slide file")
             h5.attrs["format"] = FORMAT
             h5.attrs["schema_version"] = SCHEMA_VERSION
             h5.attrs["slide_id"] = slide_id
@@ -243,6 +318,10 @@ class SlideStore:
             lock.release()
             raise
         store = cls(path, h5, lock, writable=True)
+        if display_path is not None:
+            store.display_path = display_path
+        if space_hint is not None:
+            store.space_hint = space_hint
         store.log("created", slide_id=slide_id, simulated=bool(simulated))
         return store
 
@@ -253,25 +332,29 @@ class SlideStore:
         Opening for appending discards items a killed writer left incomplete.
         """
         path = Path(path)
-        if not path.exists():
-            raise StoreError(
-                f"{path}: no such slide file.", hint="Check the slide id and --root; `scopectl store ls`."
-            )
+        if mode not in ("r", "a"):
+            raise ValueError(f"mode {mode!r}: expected 'r' or 'a'")
         lock: WriteLock | None = None
         if mode == "a":
+            if not path.exists():
+                raise StoreError(
+                    f"{path}: no such slide file.", hint="Check the slide id and --root; `scopectl store ls`."
+                )
             lock = WriteLock(path)
             lock.acquire()
         try:
+            # Checked read-only first (links, external data, sizes: see scopectl.store.h5safe); a writer's
+            # reopen for writing happens only after that and the format check passed, so a damaged or
+            # foreign file is never modified.  Readers do not take HDF5's file lock, so `store info` works
+            # while an acquisition writes; writers are serialised by our own WriteLock.
+            h5 = open_h5(path, "r", what="slide file")
             try:
-                # Readers do not take HDF5's file lock, so `store info` works while an acquisition writes;
-                # writers are serialised by our own WriteLock.
-                h5 = h5py.File(path, "r+") if mode == "a" else h5py.File(path, "r", locking=False)
-            except OSError as exc:
-                raise StoreCorruptError(
-                    f"{path}: not a readable HDF5 slide file ({str(exc).splitlines()[0]}).",
-                    hint="If a writer was killed, try `scopectl store verify`; otherwise restore it from a backup.",
-                ) from None
-            _check_format(path, h5)
+                _check_format(path, h5)
+            finally:
+                if mode == "a":
+                    h5.close()
+            if mode == "a":
+                h5 = open_h5(path, "r+", what="slide file", check=False)
         except BaseException:
             if lock is not None:
                 lock.release()
@@ -311,25 +394,31 @@ class SlideStore:
         return self._h5
 
     @property
+    @_reads("root attributes")
     def slide_id(self) -> str:
-        return str(self._h5.attrs["slide_id"])
+        return attr_str(self._h5, "slide_id")
 
     @property
+    @_reads("root attributes")
     def simulated(self) -> bool:
-        return bool(self._h5.attrs["simulated"])
+        return attr_bool(self._h5, "simulated")
 
     @property
+    @_reads("root attributes")
     def schema_version(self) -> int:
-        return int(self._h5.attrs["schema_version"])
+        return attr_int(self._h5, "schema_version")
 
+    @_reads("root attributes")
     def rig(self) -> dict[str, Any]:
-        return dict(json.loads(str(self._h5.attrs["rig_json"])))
+        return dict(attr_json(self._h5, "rig_json"))
 
+    @_reads("root attributes")
     def protocol(self) -> dict[str, Any]:
-        return dict(json.loads(str(self._h5.attrs["protocol_json"])))
+        return dict(attr_json(self._h5, "protocol_json"))
 
+    @_reads("the acquisition plan")
     def plan(self) -> dict[str, Any]:
-        return dict(json.loads(str(self._h5.attrs.get("plan_json", "{}"))))
+        return dict(attr_json(self._h5, "plan_json", default={}))
 
     def set_plan(self, plan: dict[str, Any]) -> None:
         """Save the frozen acquisition plan (so a resumed run executes the same plan)."""
@@ -357,23 +446,16 @@ class SlideStore:
         """Refuse to start an item that the disk (or the process's file-size limit) cannot hold.
 
         HDF5 without a journal cannot survive a write that fails halfway (the file's own metadata would
-        point past its end), so every item checks for room first: a full disk stops the acquisition with
-        this error and everything already stored stays intact.
-        """
-        import resource
+        point past its end, and HDF5 2.0 may even crash on the next call), so every item checks for room
+        first, for the worst case (data that does not compress): a full disk stops the writer with this
+        error and everything already stored stays intact.
 
-        need = int(nbytes * 1.05) + self.SPACE_MARGIN_BYTES
-        st = os.statvfs(self.path.parent)
-        free = st.f_bavail * st.f_frsize
-        soft, _hard = resource.getrlimit(resource.RLIMIT_FSIZE)
-        if soft != resource.RLIM_INFINITY:
-            free = min(free, soft - os.path.getsize(self.path))
-        if free < need:
-            raise StoreError(
-                f"{self.path}: not enough disk space for the next item ({need / 1e6:.1f} MB needed, "
-                f"{max(free, 0) / 1e6:.1f} MB available); nothing was written.",
-                hint="Free some space (or move --root), then continue with --resume.",
-            )
+        Raises
+        ------
+        FilesystemError
+            Naming :attr:`display_path`, with :attr:`space_hint` as what to do.
+        """
+        _check_space(self.path, nbytes, shown=self.display_path, hint=self.space_hint)
 
     def _commit(self, group: h5py.Group) -> None:
         """Mark an item complete only after its data is on disk."""
@@ -387,7 +469,7 @@ class SlideStore:
             return
         for name in sorted(grp.keys()):
             g = _safe_item(grp, name)
-            if g is not None and bool(g.attrs.get("complete", False)):
+            if g is not None and attr_bool(g, "complete", default=False):
                 yield int(name), g
 
     def _next_index(self, parent: str) -> int:
@@ -439,40 +521,43 @@ class SlideStore:
         self._commit(g)
         return index
 
+    @_reads("the benchtop tiles")
     def tile_count(self) -> int:
         return sum(1 for _ in self._items("benchtop/tiles"))
 
+    @_reads("the benchtop tiles")
     def tiles_meta(self) -> list[dict[str, Any]]:
         """Metadata of every complete tile, in index order."""
-        out = []
-        for i, g in self._items("benchtop/tiles"):
-            a = g.attrs
-            out.append(
-                {
-                    "index": i,
-                    "row": int(a["row"]),
-                    "col": int(a["col"]),
-                    "stage_x_um": float(a["stage_x_um"]),
-                    "stage_y_um": float(a["stage_y_um"]),
-                    "stage_z_um": float(a["stage_z_um"]),
-                    "pixel_size_um": float(a["pixel_size_um"]),
-                    "focus_score": float(a["focus_score"]),
-                    "exposure_ms": float(a["exposure_ms"]),
-                    "timestamp": float(a["timestamp"]),
-                    "shape": [int(v) for v in g["rgb"].shape],
-                    "extra": json.loads(str(a["extra_json"])),
-                }
-            )
-        return out
+        return [self._tile_meta(i, g) for i, g in self._items("benchtop/tiles")]
+
+    @staticmethod
+    def _tile_meta(index: int, g: h5py.Group) -> dict[str, Any]:
+        return {
+            "index": index,
+            "row": attr_int(g, "row"),
+            "col": attr_int(g, "col"),
+            "stage_x_um": attr_float(g, "stage_x_um"),
+            "stage_y_um": attr_float(g, "stage_y_um"),
+            "stage_z_um": attr_float(g, "stage_z_um"),
+            "pixel_size_um": attr_float(g, "pixel_size_um"),
+            "focus_score": attr_float(g, "focus_score"),
+            "exposure_ms": attr_float(g, "exposure_ms"),
+            "timestamp": attr_float(g, "timestamp"),
+            "shape": [int(v) for v in _rgb_dataset(g, f"tile {index}").shape],
+            "extra": attr_json(g, "extra_json"),
+        }
 
     def read_tile(self, index: int) -> tuple[np.ndarray, dict[str, Any]]:
         g = self._get_item("benchtop/tiles", index, "tile")
-        meta = next(m for m in self.tiles_meta() if m["index"] == index)
-        return np.asarray(g["rgb"][()]), meta
+        with reading(self.path, f"tile {index}"):
+            meta = self._tile_meta(index, g)
+            return np.asarray(_rgb_dataset(g, f"tile {index}")[()]), meta
 
     def _get_item(self, parent: str, index: int, what: str) -> h5py.Group:
-        g = self._h5.get(f"{parent}/{index:05d}")
-        if g is None or not bool(g.attrs.get("complete", False)):
+        with reading(self.path, f"{what} {index}"):
+            g = _safe_item(self._h5[parent], f"{index:05d}") if parent in self._h5 else None
+            complete = g is not None and attr_bool(g, "complete", default=False)
+        if g is None or not complete:
             raise StoreError(f"{self.path}: no complete {what} {index}.")
         return g
 
@@ -499,7 +584,7 @@ class SlideStore:
             shape = (rgb.shape[0], rgb.shape[1])
         if shape is None or shape[0] <= 0 or shape[1] <= 0:
             raise StoreError(f"{self.path}: mosaic needs a positive shape, got {shape}.")
-        self.ensure_space(shape[0] * shape[1] * 3 // 2)  # deflate: stained tissue compresses about 2:1
+        self.ensure_space(shape[0] * shape[1] * 3)  # the worst case: pixels that do not compress
         if "benchtop/mosaic" in self._h5:
             del self._h5["benchtop/mosaic"]
         ch = (min(MOSAIC_CHUNK, shape[0]), min(MOSAIC_CHUNK, shape[1]), 3)
@@ -534,24 +619,40 @@ class SlideStore:
         self._h5.flush()
         self.log("mosaic written", shape=list(ds.shape))
 
-    def mosaic(self) -> h5py.Dataset:
-        """The complete mosaic as a lazy h5py dataset (index it to read pixels)."""
+    def _mosaic_dataset(self) -> h5py.Dataset | None:
+        """The complete mosaic dataset, checked (uint8, rows × cols × 3), or None."""
         ds = self._h5.get("benchtop/mosaic")
-        if ds is None or not bool(ds.attrs.get("complete", False)):
+        if ds is None:
+            return None
+        if not isinstance(ds, h5py.Dataset):
+            raise TypeError("/benchtop/mosaic is not a dataset")
+        if not attr_bool(ds, "complete", default=False):
+            return None
+        shape = ds.shape
+        if ds.dtype != np.uint8 or len(shape) != 3 or shape[2] != 3 or shape[0] == 0 or shape[1] == 0:
+            raise ValueError(f"the mosaic is {ds.dtype} {shape}, not RGB uint8 (rows, cols, 3)")
+        return ds
+
+    @_reads("the benchtop mosaic")
+    def mosaic(self) -> SafeDataset:
+        """The complete mosaic, read lazily (index it to read pixels; read errors are store errors)."""
+        ds = self._mosaic_dataset()
+        if ds is None:
             raise StoreError(
                 f"{self.path}: slide '{self.slide_id}' has no benchtop mosaic yet.",
                 hint="Acquire or import the benchtop images first.",
             )
-        return ds
+        return SafeDataset(ds, path=self.path, what="the benchtop mosaic")
 
+    @_reads("the benchtop mosaic")
     def mosaic_info(self) -> MosaicInfo | None:
-        ds = self._h5.get("benchtop/mosaic")
-        if ds is None or not bool(ds.attrs.get("complete", False)):
+        ds = self._mosaic_dataset()
+        if ds is None:
             return None
         return MosaicInfo(
-            pixel_size_um=float(ds.attrs["pixel_size_um"]),
-            origin_x_um=float(ds.attrs["origin_x_um"]),
-            origin_y_um=float(ds.attrs["origin_y_um"]),
+            pixel_size_um=attr_float(ds, "pixel_size_um"),
+            origin_x_um=attr_float(ds, "origin_x_um"),
+            origin_y_um=attr_float(ds, "origin_y_um"),
             rows=int(ds.shape[0]),
             cols=int(ds.shape[1]),
         )
@@ -588,9 +689,11 @@ class SlideStore:
         self._commit(g)
         return index
 
+    @_reads("the phone captures")
     def capture_count(self) -> int:
         return sum(1 for _ in self._items("phone/captures"))
 
+    @_reads("the phone captures")
     def captures_meta(self) -> list[dict[str, Any]]:
         """Metadata of every complete capture, in index order."""
         out = []
@@ -600,38 +703,42 @@ class SlideStore:
 
     @staticmethod
     def _capture_meta(index: int, g: h5py.Group) -> dict[str, Any]:
-        a = g.attrs
+        what = f"capture {index}"
         return {
             "index": index,
-            "field_index": int(a["field_index"]),
-            "pixel_size_um": float(a["pixel_size_um"]),
-            "source_name": str(a["source_name"]),
-            "settings": json.loads(str(a["settings_json"])),
-            "led_state": json.loads(str(a["led_state_json"])),
-            "battery_mv": _opt(a["battery_mv"]),
-            "stage_x_um": _opt(a["stage_x_um"]),
-            "stage_y_um": _opt(a["stage_y_um"]),
-            "timestamp": float(a["timestamp"]),
-            "latencies_s": json.loads(str(a["latencies_json"])),
-            "extra": json.loads(str(a["extra_json"])),
-            "shape": [int(v) for v in g["rgb"].shape],
-            "raw": {k: int(g[k].attrs["size"]) for k in _RAW_KINDS if k in g},
+            "field_index": attr_int(g, "field_index"),
+            "pixel_size_um": attr_float(g, "pixel_size_um"),
+            "source_name": attr_str(g, "source_name"),
+            "settings": attr_json(g, "settings_json"),
+            "led_state": attr_json(g, "led_state_json"),
+            "battery_mv": _opt(attr_float(g, "battery_mv")),
+            "stage_x_um": _opt(attr_float(g, "stage_x_um")),
+            "stage_y_um": _opt(attr_float(g, "stage_y_um")),
+            "timestamp": attr_float(g, "timestamp"),
+            "latencies_s": attr_json(g, "latencies_json"),
+            "extra": attr_json(g, "extra_json"),
+            "shape": [int(v) for v in _rgb_dataset(g, what).shape],
+            "raw": {k: attr_int(g[k], "size") for k in _RAW_KINDS if k in g},
         }
 
     def read_capture(self, index: int) -> tuple[np.ndarray, dict[str, Any]]:
         g = self._get_item("phone/captures", index, "capture")
-        return np.asarray(g["rgb"][()]), self._capture_meta(index, g)
+        with reading(self.path, f"capture {index}"):
+            meta = self._capture_meta(index, g)
+            return np.asarray(_rgb_dataset(g, f"capture {index}")[()]), meta
 
     def read_capture_raw(self, index: int, kind: Literal["dng", "jpeg", "source"]) -> bytes | None:
         """The raw bytes of a capture, verified against their SHA-256 (None when not stored)."""
         g = self._get_item("phone/captures", index, "capture")
-        if kind not in g:
-            return None
-        ds = g[kind]
-        data = bytes(np.asarray(ds[()], dtype=np.uint8).tobytes())
-        if _sha256(data) != str(ds.attrs["sha256"]):
+        with reading(self.path, f"capture {index} {kind} bytes"):
+            if kind not in g:
+                return None
+            ds = g[kind]
+            data = _raw_bytes(ds, f"capture {index} {kind}")
+            recorded = attr_str(ds, "sha256")
+        if _sha256(data) != recorded:
             raise StoreCorruptError(
-                f"{self.path}: capture {index} {kind} bytes fail their SHA-256 check.",
+                f"{self.path}: capture {index} {kind}: SHA-256 mismatch (the stored bytes were modified or damaged).",
                 hint="The file is damaged; restore it from a backup or re-acquire this field.",
             )
         return data
@@ -641,6 +748,11 @@ class SlideStore:
         """Store (or replace) the registration result of a capture."""
         self._require_writable()
         self._get_item("phone/captures", capture_index, "capture")
+        self.ensure_space(
+            int(np.asarray(rec.shift_map).nbytes if rec.shift_map is not None else 0)
+            + sum(int(np.asarray(m).nbytes) for m in rec.similarity_maps)
+            + 64 * 1024
+        )
         name = f"registration/{capture_index:05d}"
         if name in self._h5:
             del self._h5[name]
@@ -668,30 +780,43 @@ class SlideStore:
         a["extra_json"] = _json(rec.extra)
         self._commit(g)
 
+    @_reads("the registrations")
     def read_registration(self, capture_index: int) -> dict[str, Any] | None:
         """A capture's registration (arrays and attributes), or None if it has none."""
-        g = self._h5.get(f"registration/{capture_index:05d}")
-        if g is None or not bool(g.attrs.get("complete", False)):
+        grp = self._h5.get("registration")
+        g = _safe_item(grp, f"{capture_index:05d}") if isinstance(grp, h5py.Group) else None
+        if g is None or not attr_bool(g, "complete", default=False):
             return None
-        a = g.attrs
+        what = f"registration {capture_index}"
         sim = g["similarity"]
+        if not isinstance(sim, h5py.Group):
+            raise TypeError(f"{what}: similarity is not a group")
+        hom = np.asarray(g["homography"][()], dtype=np.float64)
+        if hom.shape != (3, 3):
+            raise ValueError(f"{what}: homography has shape {hom.shape}, not (3, 3)")
+        shift = np.asarray(g["shift_map"][()], dtype=np.float32) if "shift_map" in g else None
+        if shift is not None and (shift.ndim != 3 or shift.shape[0] != 2):
+            raise ValueError(f"{what}: shift_map has shape {shift.shape}, not (2, rows, cols)")
+        levels = sorted(sim.keys(), key=lambda k: int(k.split("_")[1]) if k.startswith("level_") else -1)
+        maps = [np.asarray(sim[k][()], dtype=np.float32) for k in levels]
+        if any(k.split("_")[-1] != str(n) for n, k in enumerate(levels)) or any(m.ndim != 2 for m in maps):
+            raise ValueError(f"{what}: similarity maps are not level_0..level_N of 2-D arrays")
         return {
             "capture_index": capture_index,
-            "ok": bool(a["ok"]),
-            "reason": str(a["reason"]),
-            "homography": np.asarray(g["homography"][()]),
-            "shift_map": np.asarray(g["shift_map"][()]) if "shift_map" in g else None,
-            "similarity_maps": [
-                np.asarray(sim[k][()]) for k in sorted(sim.keys(), key=lambda s: int(s.split("_")[1]))
-            ],
-            "scale": float(a["scale"]),
-            "inliers": int(a["inliers"]),
-            "quality": float(a["quality"]),
-            "pixel_size_um": float(a["pixel_size_um"]),
-            "residual_px": _opt(a["residual_px"]),
-            "extra": json.loads(str(a["extra_json"])),
+            "ok": attr_bool(g, "ok"),
+            "reason": attr_str(g, "reason"),
+            "homography": hom,
+            "shift_map": shift,
+            "similarity_maps": maps,
+            "scale": attr_float(g, "scale"),
+            "inliers": attr_int(g, "inliers"),
+            "quality": attr_float(g, "quality"),
+            "pixel_size_um": attr_float(g, "pixel_size_um"),
+            "residual_px": _opt(attr_float(g, "residual_px")),
+            "extra": attr_json(g, "extra_json"),
         }
 
+    @_reads("the registrations")
     def registered_indices(self) -> list[int]:
         return [i for i, _g in self._items("registration")]
 
@@ -707,6 +832,7 @@ class SlideStore:
         ds[n] = entry
         self._h5.flush()
 
+    @_reads("the provenance log")
     def provenance(self) -> list[dict[str, Any]]:
         ds = self._h5["provenance/log"]
         out = []
@@ -717,18 +843,18 @@ class SlideStore:
         return out
 
     # ------------------------------------------------------------------ summary and checks
+    @_reads("root attributes")
     def info(self) -> dict[str, Any]:
         """A JSON-serialisable summary of the slide."""
-        a = self._h5.attrs
         mi = self.mosaic_info()
         regs = [self.read_registration(i) for i in self.registered_indices()]
         return {
             "path": str(self.path),
             "slide_id": self.slide_id,
-            "format": str(a["format"]),
-            "schema_version": int(a["schema_version"]),
-            "created": str(a["created"]),
-            "software_version": str(a["software_version"]),
+            "format": attr_str(self._h5, "format"),
+            "schema_version": self.schema_version,
+            "created": attr_str(self._h5, "created"),
+            "software_version": attr_str(self._h5, "software_version"),
             "simulated": self.simulated,
             "rig": self.rig(),
             "protocol": self.protocol().get("name"),
@@ -749,91 +875,238 @@ class SlideStore:
             "being_written_by": self.writer,
         }
 
-    def verify(self) -> dict[str, Any]:
-        """Check structure and every raw file's SHA-256; returns ``{"ok": bool, "problems": [...], ...}``."""
+    @_reads("its datasets")
+    def data_bytes(self) -> int:
+        """Bytes of image data a deep :meth:`verify` reads (declared, uncompressed sizes of every dataset)."""
+        total = 0
+
+        def add(_name: str, obj: Any) -> None:
+            nonlocal total
+            if isinstance(obj, h5py.Dataset) and obj.shape is not None:
+                total += int(np.prod(obj.shape, dtype=np.int64)) * int(obj.dtype.itemsize)
+
+        self._h5.visititems(add)
+        return total
+
+    def _root_meta(self) -> tuple[Any, ...]:
+        return (self.slide_id, self.simulated, self.rig(), self.protocol(), self.plan())
+
+    def _indices(self, parent: str) -> list[int]:
+        return [i for i, _g in self._items(parent)]
+
+    def _tile_pixels(self, index: int) -> np.ndarray:
+        return self.read_tile(index)[0]
+
+    def _capture_pixels(self, index: int) -> np.ndarray:
+        return self.read_capture(index)[0]
+
+    def _item_meta(self, parent: str, index: int) -> dict[str, Any]:
+        if parent == "benchtop/tiles":
+            return self._tile_meta(index, self._get_item(parent, index, "tile"))
+        return self._capture_meta(index, self._get_item(parent, index, "capture"))
+
+    def verify(self, *, deep: bool = True, on_item: Callable[[str], None] | None = None) -> dict[str, Any]:
+        """Check the slide; returns ``{"ok": bool, "problems": [...], "incomplete": [...], ...}``.
+
+        The quick check reads the structure, every item's metadata and every raw file (against its SHA-256).
+        The deep check (``deep=True``) also decodes every image: each tile and capture, every registration
+        array and the whole mosaic, block by block -- everything ``register``, ``enhance``, ``evaluate`` and
+        ``dataset build`` read -- so a slide that passes it does not fail them on a damaged chunk.
+
+        Parameters
+        ----------
+        deep
+            Decode every image chunk as well.
+        on_item
+            Called with the name of each item checked (progress).
+        """
         problems: list[str] = []
-        checked = 0
         incomplete: list[str] = []
+        checked = 0
+        read_bytes = 0
+        tell = on_item or (lambda _name: None)
+
+        def check(what: str, fn: Callable[[], Any]) -> Any:
+            tell(what)
+            try:
+                with reading(self.path, what):
+                    return fn()
+            except StoreError as exc:
+                detail = _detail(exc, self.path)
+                problems.append(detail if detail.startswith(what) else f"{what}: {detail}")
+            return None
+
+        check("root attributes", self._root_meta)
         for parent in ("benchtop/tiles", "phone/captures", "registration"):
             grp = self._h5.get(parent)
-            if grp is None:
-                problems.append(f"missing group /{parent}")
+            if not isinstance(grp, h5py.Group):
+                problems.append(f"/{parent} is missing or not a group")
                 continue
             for name in grp:
-                if not bool(grp[name].attrs.get("complete", False)):
+                g = _safe_item(grp, name)
+                if g is None:
                     incomplete.append(f"{parent}/{name}")
-        for i, g in self._items("benchtop/tiles"):
-            if "rgb" not in g or g["rgb"].ndim != 3 or g["rgb"].shape[2] != 3:
-                problems.append(f"tile {i}: missing or malformed rgb")
-        for i, g in self._items("phone/captures"):
-            if "rgb" not in g:
-                problems.append(f"capture {i}: missing rgb")
-            for kind in _RAW_KINDS:
-                if kind not in g:
                     continue
-                ds = g[kind]
-                data = bytes(np.asarray(ds[()], dtype=np.uint8).tobytes())
-                checked += 1
-                if len(data) != int(ds.attrs["size"]):
-                    problems.append(
-                        f"capture {i} {kind}: size {len(data)} != recorded {int(ds.attrs['size'])}"
-                    )
-                elif _sha256(data) != str(ds.attrs["sha256"]):
-                    problems.append(f"capture {i} {kind}: SHA-256 mismatch")
-        for i in self.registered_indices():
-            if self._h5.get(f"phone/captures/{i:05d}") is None:
+                done = check(f"{parent}/{name}", functools.partial(attr_bool, g, "complete", default=False))
+                if done is False:
+                    incomplete.append(f"{parent}/{name}")
+        tiles = check("benchtop tiles", functools.partial(self._indices, "benchtop/tiles")) or []
+        for i in tiles:
+            if deep:
+                rgb = check(f"tile {i}", functools.partial(self._tile_pixels, i))
+                read_bytes += 0 if rgb is None else int(rgb.nbytes)
+            else:
+                check(f"tile {i}", functools.partial(self._item_meta, "benchtop/tiles", i))
+        captures = check("phone captures", functools.partial(self._indices, "phone/captures")) or []
+        for i in captures:
+            if deep:
+                rgb = check(f"capture {i}", functools.partial(self._capture_pixels, i))
+                read_bytes += 0 if rgb is None else int(rgb.nbytes)
+            else:
+                check(f"capture {i}", functools.partial(self._item_meta, "phone/captures", i))
+            for kind in _RAW_KINDS:
+                data = check(f"capture {i} {kind}", functools.partial(self.read_capture_raw, i, kind))
+                if data is not None:
+                    checked += 1
+                    read_bytes += len(data)
+        for i in check("registrations", self.registered_indices) or []:
+            rec = check(f"registration {i}", functools.partial(self.read_registration, i))
+            if rec is not None and i not in captures:
                 problems.append(f"registration {i}: refers to a missing capture")
-        mosaic = self._h5.get("benchtop/mosaic")
-        if mosaic is not None and not bool(mosaic.attrs.get("complete", False)):
-            incomplete.append("benchtop/mosaic")
+        mosaic_ok = False
+        try:
+            mosaic = self._h5.get("benchtop/mosaic")
+            if mosaic is not None and not isinstance(mosaic, h5py.Dataset):
+                problems.append("/benchtop/mosaic is not a dataset")
+            elif mosaic is not None and not attr_bool(mosaic, "complete", default=False):
+                incomplete.append("benchtop/mosaic")
+        except (OSError, KeyError, ValueError, TypeError) as exc:
+            problems.append(f"benchtop/mosaic: {type(exc).__name__}: {exc}")
+        info = check("benchtop mosaic", self.mosaic_info)
+        if info is not None:
+            mosaic_ok = True
+            if deep:
+                ds = self.mosaic()
+                step = MOSAIC_CHUNK * 4
+                for r0 in range(0, info.rows, step):
+                    block = check(
+                        f"benchtop mosaic rows {r0}–{min(info.rows, r0 + step)}",
+                        functools.partial(ds.__getitem__, slice(r0, r0 + step)),
+                    )
+                    if block is None:
+                        mosaic_ok = False
+                        break
+                    read_bytes += int(block.nbytes)
+        check("provenance log", self.provenance)
         return {
             "ok": not problems,
+            "deep": deep,
             "problems": problems,
             "incomplete": incomplete,
             "raw_files_checked": checked,
-            "tiles": self.tile_count(),
-            "captures": self.capture_count(),
-            "mosaic": self.mosaic_info() is not None,
+            "bytes_read": read_bytes,
+            "tiles": len(tiles),
+            "captures": len(captures),
+            "mosaic": mosaic_ok,
         }
 
 
+def _detail(exc: ScopectlError, path: Path) -> str:
+    """An error's message without the leading file name (the verify report names the file once)."""
+    text = exc.message
+    prefix = f"{path}: "
+    return text[len(prefix) :] if text.startswith(prefix) else text
+
+
+def _check_space(path: Path, nbytes: int, *, shown: Path, hint: str) -> None:
+    """Raise FilesystemError unless ``nbytes`` (+5 % and a margin) fit on ``path``'s disk and file-size limit."""
+    import resource
+
+    need = int(nbytes * 1.05) + SlideStore.SPACE_MARGIN_BYTES
+    try:
+        st = os.statvfs(path.parent)
+        size = os.path.getsize(path) if path.exists() else 0
+    except OSError as exc:
+        raise from_os_error(exc, path=shown, action="check the free space") from None
+    free = st.f_bavail * st.f_frsize
+    soft, _hard = resource.getrlimit(resource.RLIMIT_FSIZE)
+    if soft != resource.RLIM_INFINITY:
+        free = min(free, soft - size)
+    if free < need:
+        raise FilesystemError(
+            f"{shown}: not enough disk space for the next item ({need / 1e6:.1f} MB needed, "
+            f"{max(free, 0) / 1e6:.1f} MB available, counting the file-size limit); nothing was written.",
+            hint=hint,
+        )
+
+
 def _safe_item(grp: h5py.Group, name: str) -> h5py.Group | None:
-    """``grp[name]``, or None when the object cannot be read (a write interrupted by a full disk or a crash)."""
+    """``grp[name]`` if it is a readable group, else None (a write interrupted by a full disk or a crash)."""
     try:
         item = grp[name]
+        if not isinstance(item, h5py.Group):
+            return None
         item.attrs.get("complete", False)
+    except (KeyError, OSError, RuntimeError, ValueError, TypeError):
+        return None
+    return item
+
+
+def _item_class(grp: h5py.Group, name: str) -> type | None:
+    """The class of ``grp[name]`` without opening it (None when even that is unreadable: a crashed write)."""
+    try:
+        cls = grp.get(name, getclass=True)
     except (KeyError, OSError, RuntimeError, ValueError):
         return None
-    return item if isinstance(item, h5py.Group) else None
+    return cls if isinstance(cls, type) else None
+
+
+#: Root attributes every slide has, and groups (and the log dataset) it must hold.
+_ROOT_ATTRS = ("slide_id", "created", "software_version", "simulated", "rig_json", "protocol_json")
+_GROUPS = ("benchtop", "benchtop/tiles", "phone", "phone/captures", "registration", "provenance")
 
 
 def _check_format(path: Path, h5: h5py.File) -> None:
-    fmt = h5.attrs.get("format")
-    if fmt is None or str(fmt) != FORMAT:
+    """Check the format, schema version and skeleton of a slide file (closing ``h5`` when it fails)."""
+    try:
+        with reading(path, "its format"):
+            fmt = h5.attrs.get("format")
+            if isinstance(fmt, bytes):
+                fmt = fmt.decode("utf-8", "replace")
+            if not isinstance(fmt, str) or fmt != FORMAT:
+                raise StoreCorruptError(
+                    f"{path}: HDF5 file is not a scopectl slide (format attribute is {fmt!r})."
+                )
+            ver = attr_int(h5, "schema_version") if "schema_version" in h5.attrs else -1
+            if ver > SCHEMA_VERSION:
+                raise StoreError(
+                    f"{path}: written with slide schema {ver}, this scopectl reads up to {SCHEMA_VERSION}.",
+                    hint="Upgrade scopectl.",
+                )
+            if ver < 1:
+                raise StoreCorruptError(f"{path}: invalid schema_version {ver}.")
+        with reading(path, "its structure"):
+            missing = [a for a in _ROOT_ATTRS if a not in h5.attrs]
+            if missing:
+                raise KeyError(f"root attribute(s) {', '.join(missing)} missing")
+            validate_slide_id(attr_str(h5, "slide_id"))
+            for g in _GROUPS:
+                if not isinstance(h5.get(g), h5py.Group):
+                    raise TypeError(f"/{g} is missing or not a group")
+            log = h5.get("provenance/log")
+            if not isinstance(log, h5py.Dataset) or log.ndim != 1:
+                raise TypeError("/provenance/log is missing or not a 1-D dataset")
+            for parent in ("benchtop/tiles", "phone/captures", "registration"):
+                for name in h5[parent]:
+                    if not (len(name) == 5 and name.isdigit()):
+                        raise ValueError(f"/{parent}/{name}: item names are 5-digit indices")
+                    if _item_class(h5[parent], name) is h5py.Dataset:
+                        raise TypeError(f"/{parent}/{name} is a dataset, not an item group")
+    except InputFileError as exc:
         h5.close()
-        raise StoreCorruptError(f"{path}: HDF5 file is not a scopectl slide (format attribute is {fmt!r}).")
-    ver = int(h5.attrs.get("schema_version", -1))
-    if ver > SCHEMA_VERSION:
+        raise StoreCorruptError(
+            f"{path}: the slide_id attribute is not a valid id ({exc.message})."
+        ) from None
+    except BaseException:
         h5.close()
-        raise StoreError(
-            f"{path}: written with slide schema {ver}, this scopectl reads up to {SCHEMA_VERSION}.",
-            hint="Upgrade scopectl.",
-        )
-    if ver < 1:
-        h5.close()
-        raise StoreCorruptError(f"{path}: invalid schema_version {ver}.")
-
-
-def validate_slide_id(slide_id: str) -> str:
-    """Slide ids become file names: letters, digits, '-', '_' and '.', 1–64 characters, not starting with '.'."""
-    ok = (
-        0 < len(slide_id) <= 64
-        and not slide_id.startswith(".")
-        and all(c.isascii() and (c.isalnum() or c in "-_.") for c in slide_id)
-    )
-    if not ok:
-        raise InputFileError(
-            f"invalid slide id {slide_id!r}.",
-            hint="Use 1–64 letters, digits, '-', '_' or '.', not starting with '.'.",
-        )
-    return slide_id
+        raise

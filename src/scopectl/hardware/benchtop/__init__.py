@@ -11,6 +11,7 @@
 
 from __future__ import annotations
 
+from . import logfile  # noqa: F401  (before pymmcore-plus is imported: no log file in the home directory)
 from .benchtop import Benchtop, FocusMapResult, PlannedTile, ScanPlan, ScanRegion, ScanResult
 from .engine import BenchtopEngine, TileHandler, TileSink
 from .focus import AutofocusResult, AutofocusSettings, focus_score, search_focus

@@ -339,7 +339,7 @@ class PhoneCamera:
 
     # ------------------------------------------------------------------ capture
     def _listing(
-        self, *, tolerated: frozenset[bytes] | None
+        self, *, tolerated: frozenset[bytes] | None, timeout_s: float | None = None
     ) -> tuple[dict[str, RemoteEntry], frozenset[bytes]]:
         """Entries of the camera folder with validated names, and the raw names that failed validation.
 
@@ -349,7 +349,7 @@ class PhoneCamera:
         """
         entries: dict[str, RemoteEntry] = {}
         unsafe: set[bytes] = set()
-        for entry in self._link.listdir(self.profile.camera_dir):
+        for entry in self._link.listdir(self.profile.camera_dir, timeout_s=timeout_s):
             try:
                 name = safe_remote_name(entry.name, device=self.address)
             except DeviceProtocolError as exc:
@@ -382,10 +382,19 @@ class PhoneCamera:
         complete_since: dict[str, float] = {}
         while True:
             now = time.time()
+            # each listing ends by the capture's deadline (at least one poll interval), so a phone that
+            # trickles its listing cannot stretch the wait beyond what the error message says
+            budget = min(t.command_s, max(deadline - now, t.poll_interval_s))
             try:
-                listing, _ = self._listing(tolerated=tolerated)
+                listing, _ = self._listing(tolerated=tolerated, timeout_s=budget)
             except DeviceError as exc:
                 # the photo may well be on its way: a dropped connection is re-established while time is left
+                if isinstance(exc, DeviceTimeoutError) and time.time() >= deadline:
+                    raise DeviceTimeoutError(
+                        f"phone {self.address}: no complete photo listed within {t.capture_s:g} s of the shutter "
+                        f"key: listing {profile.camera_dir} did not finish in time ({exc.message}).",
+                        hint="The phone answers too slowly: check it, or raise timeouts.capture_s.",
+                    ) from None
                 if isinstance(exc, DeviceProtocolError) or not self._link.broken or time.time() >= deadline:
                     raise
                 _LOG.warning(

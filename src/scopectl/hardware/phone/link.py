@@ -1,8 +1,11 @@
 """The ADB connection to one phone -- the single place where adb-shell is used and its errors translated.
 
 :class:`AdbLink` offers what the camera driver needs -- a shell with recovered exit codes and capped
-output, directory listings, and file pulls into a caller's sink -- each bounded by a timeout.  After a
-transport failure the link marks itself broken and the next call reconnects.
+output, directory listings, and file pulls into a caller's sink.  Every call has a *total* deadline, not
+only one per message: the transport under adb-shell (:class:`_Bounded`) refuses to wait past it, so a phone
+that trickles its answer one entry a second cannot stretch a listing.  A listing is also bounded in size
+(:data:`MAX_LIST_ENTRIES`).  After a transport failure the link marks itself broken and the next call
+reconnects.
 """
 
 from __future__ import annotations
@@ -35,6 +38,10 @@ from scopectl.hardware.phone.parsing import parse_exit_code
 __all__ = ["AdbLink", "RemoteEntry", "ShellResult"]
 
 MAX_SHELL_OUTPUT_BYTES = 4 * 1024 * 1024
+#: Most entries accepted in one directory listing (a camera folder with more: move old photos off the phone).
+MAX_LIST_ENTRIES = 20_000
+#: Most bytes accepted for one listing: every entry within the cap fits (24-byte header + 255-byte name).
+MAX_LIST_BYTES = MAX_LIST_ENTRIES * 300
 
 
 @dataclass(frozen=True)
@@ -102,6 +109,50 @@ class _Deadline(Exception):
     """A total time limit was exceeded while data kept flowing."""
 
 
+class _ListingCap(Exception):
+    """A directory listing sent more than allowed."""
+
+
+class _Bounded(BaseTransport):  # type: ignore[misc]
+    """Any adb-shell transport, with a total deadline and a byte budget armed around one operation.
+
+    Composition over adb-shell's public transport interface: every read waits at most until the deadline,
+    and a read past it, or past the budget, raises.
+    """
+
+    def __init__(self, inner: BaseTransport) -> None:
+        self._inner = inner
+        self.deadline: float | None = None
+        self.budget: int | None = None
+
+    def close(self) -> None:
+        self._inner.close()
+
+    def connect(self, transport_timeout_s: float | None) -> None:
+        self._inner.connect(transport_timeout_s)
+
+    def bulk_read(self, numbytes: int, transport_timeout_s: float | None) -> bytes:
+        timeout = transport_timeout_s
+        if self.deadline is not None:
+            remaining = self.deadline - time.monotonic()
+            if remaining <= 0:
+                raise _Deadline("the total time allowed has passed")
+            timeout = remaining if timeout is None else min(timeout, remaining)
+        data = bytes(self._inner.bulk_read(numbytes, timeout))
+        if self.budget is not None:
+            self.budget -= len(data)
+            if self.budget < 0:
+                raise _ListingCap
+        return data
+
+    def bulk_write(self, data: bytes, transport_timeout_s: float | None) -> int:
+        timeout = transport_timeout_s
+        if self.deadline is not None:
+            timeout = max(0.001, self.deadline - time.monotonic())
+            timeout = timeout if transport_timeout_s is None else min(timeout, transport_timeout_s)
+        return int(self._inner.bulk_write(data, timeout))
+
+
 class _OutputCap(Exception):
     """More shell output than allowed."""
 
@@ -147,6 +198,7 @@ class AdbLink:
         self.timeouts = timeouts
         self._on_auth_prompt = on_auth_prompt
         self._device: Any = None
+        self._transport: _Bounded | None = None
         self.broken = True
         self.reconnects = 0
 
@@ -194,6 +246,13 @@ class AdbLink:
             raise DeviceProtocolError(
                 f"{where}: {action} produced more than {MAX_SHELL_OUTPUT_BYTES} bytes of output; refusing it."
             ) from None
+        except _ListingCap:
+            self._mark_broken()
+            raise DeviceProtocolError(
+                f"{where}: {action} returned more than {MAX_LIST_ENTRIES:,} entries ({MAX_LIST_BYTES:,} bytes); "
+                "refusing it.",
+                hint="Move old photos off the phone, or check the profile's camera_dir.",
+            ) from None
         except (
             adb_exc.InvalidChecksumError,
             adb_exc.InvalidCommandError,
@@ -220,16 +279,32 @@ class AdbLink:
     def _make_device(self) -> Any:
         if isinstance(self._target, tuple):
             host, port = self._target
-            return AdbDevice(_TcpTransport(host, port), default_transport_timeout_s=self.timeouts.command_s)
+            self._transport = _Bounded(_TcpTransport(host, port))
+            return AdbDevice(self._transport, default_transport_timeout_s=self.timeouts.command_s)
         try:
-            from adb_shell.adb_device import AdbDeviceUsb
-            from adb_shell.transport.usb_transport import UsbTransport  # noqa: F401  (needs libusb1)
+            from adb_shell.transport.usb_transport import UsbTransport  # needs libusb1
         except ImportError:
             raise DeviceError(
                 f"phone {self.address}: USB needs the 'libusb1' package (pip install 'adb-shell[usb]'); "
                 "or connect over TCP (adb tcpip 5555, then use host:5555)."
             ) from None
-        return AdbDeviceUsb(serial=self._target, default_transport_timeout_s=self.timeouts.command_s)
+        self._transport = _Bounded(UsbTransport.find_adb(self._target, None, self.timeouts.command_s))
+        return AdbDevice(self._transport, default_transport_timeout_s=self.timeouts.command_s)
+
+    @contextlib.contextmanager
+    def _bounded(self, limit_s: float, *, max_bytes: int | None = None) -> Iterator[None]:
+        """Arm a total deadline (and a byte budget) on the transport for the calls in the block."""
+        transport = self._transport
+        if transport is None:
+            yield
+            return
+        transport.deadline = time.monotonic() + limit_s
+        transport.budget = max_bytes
+        try:
+            yield
+        finally:
+            transport.deadline = None
+            transport.budget = None
 
     def connect(self) -> None:
         """(Re)connect and authenticate; prompts through ``on_auth_prompt`` when the phone must confirm."""
@@ -300,7 +375,7 @@ class AdbLink:
         wrapped = f"{command}; echo {marker}=$?"
         chunks: list[bytes] = []
         total = 0
-        with self._translate(f"'{command[:60]}'", limit):
+        with self._translate(f"'{command[:60]}'", limit), self._bounded(limit):
             deadline = time.monotonic() + limit
             stream = self._device.streaming_shell(
                 wrapped, transport_timeout_s=limit, read_timeout_s=limit, decode=False
@@ -319,12 +394,27 @@ class AdbLink:
         output, rc = parse_exit_code(text, marker=marker, device=self.address, command=command[:60])
         return ShellResult(output, rc)
 
-    def listdir(self, path: str) -> list[RemoteEntry]:
-        """Entries of a phone directory (``.`` and ``..`` removed; names unvalidated)."""
+    def listdir(self, path: str, *, timeout_s: float | None = None) -> list[RemoteEntry]:
+        """Entries of a phone directory (``.`` and ``..`` removed; names unvalidated).
+
+        The whole listing must arrive within ``timeout_s`` (default ``timeouts.command_s``) and hold at most
+        :data:`MAX_LIST_ENTRIES` entries.
+
+        Raises
+        ------
+        DeviceTimeoutError, DeviceProtocolError, DeviceError
+        """
         self.ensure_connected()
-        limit = self.timeouts.command_s
-        with self._translate(f"listing {path}", limit):
+        limit = timeout_s if timeout_s is not None else self.timeouts.command_s
+        with self._translate(f"listing {path}", limit), self._bounded(limit, max_bytes=MAX_LIST_BYTES):
             entries = self._device.list(path, transport_timeout_s=limit, read_timeout_s=limit)
+        if len(entries) > MAX_LIST_ENTRIES:
+            self._mark_broken()
+            raise DeviceProtocolError(
+                f"phone {self.address}: listing {path} returned {len(entries):,} entries (more than "
+                f"{MAX_LIST_ENTRIES:,}); refusing it.",
+                hint="Move old photos off the phone, or check the profile's camera_dir.",
+            )
         out = []
         for entry in entries:
             name = bytes(entry.filename)
@@ -337,7 +427,7 @@ class AdbLink:
         """``(mode, size, mtime)`` of a phone path; all zero when it does not exist."""
         self.ensure_connected()
         limit = self.timeouts.command_s
-        with self._translate(f"stat {path}", limit):
+        with self._translate(f"stat {path}", limit), self._bounded(limit):
             mode, size, mtime = self._device.stat(path, transport_timeout_s=limit, read_timeout_s=limit)
         return int(mode), int(size), int(mtime)
 

@@ -82,6 +82,10 @@ class PhoneFaults:
         malicious phone.
     raw_disabled
         The camera app saves JPEG only (RAW switched off in its settings).
+    list_entry_delay_s
+        A directory listing sends one entry at a time, this long apart (a phone that trickles its answer).
+    extra_list_entries
+        Directory listings carry this many extra (junk) entries (a flood).
     """
 
     drop_transfers: int = 0
@@ -92,6 +96,8 @@ class PhoneFaults:
     capture_produces_no_file: bool = False
     hostile_name: str | None = None
     raw_disabled: bool = False
+    list_entry_delay_s: float = 0.0
+    extra_list_entries: int = 0
 
 
 @dataclass

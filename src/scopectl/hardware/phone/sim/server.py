@@ -504,10 +504,20 @@ class SimulatedPhone:
                     assert isinstance(entry, SimFile)
                     stream.write(struct.pack("<4s3I", b"STAT", entry.mode, len(entry.data), entry.mtime))
             elif request == b"LIST":
+                entries = list(self.phone.listdir(path) or [])
+                entries += [
+                    (f"junk-{k:08d}.bin", 0o100644, 0, 0) for k in range(self.faults.extra_list_entries)
+                ]
+                delay = self.faults.list_entry_delay_s
                 out = bytearray()
-                for name, mode, size, mtime in self.phone.listdir(path) or []:
+                for name, mode, size, mtime in entries:
                     raw = name.encode("utf-8", "surrogateescape")
                     out += struct.pack("<4s4I", b"DENT", mode, size, mtime, len(raw)) + raw
+                    if delay > 0:  # trickle: one entry per message
+                        stream.write(bytes(out))
+                        out.clear()
+                        if self.stopping.wait(delay):
+                            return
                 out += struct.pack("<4s4I", b"DONE", 0, 0, 0, 0)
                 stream.write(bytes(out))
             elif request == b"RECV":
