@@ -20,7 +20,8 @@ Hierarchy::
     │   └── DeviceProtocolError  a device answered, but not as the protocol says
     ├── SkipItem               a recoverable failure of one item (field, tile, capture)
     ├── RegistrationError      an image pair could not be registered
-    └── ModelError             a model file is missing, unsafe or incompatible
+    ├── ModelError             a model file is missing, unsafe or incompatible
+    └── OutputError            an output file could not be written (nothing half-written is left)
 """
 
 from __future__ import annotations
@@ -111,3 +112,9 @@ class ModelError(ScopectlError):
     """A model file is missing, unsafe (e.g. a pickle) or incompatible."""
 
     exit_code = 6
+
+
+class OutputError(ScopectlError):
+    """An output file (image, export, package) could not be written; nothing half-written is left."""
+
+    exit_code = 7
