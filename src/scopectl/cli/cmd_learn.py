@@ -14,7 +14,7 @@ from scopectl.errors import ConfigError, InputFileError
 
 __all__ = ["enhance_cmd", "evaluate_cmd", "export_app", "register", "train_cmd"]
 
-export_app = typer.Typer(help="Export models to other formats.", no_args_is_help=True)
+export_app = typer.Typer(help="Export models and slides to other formats.", no_args_is_help=True)
 
 ModelOpt = Annotated[
     str, typer.Option("--model", help="Model name (<root>/models/<name>/) or a model directory.")
