@@ -49,6 +49,7 @@ __all__ = [
     "OmeImage",
     "ome_xml",
     "pyramid_levels",
+    "read_annotations",
     "write_image",
 ]
 
@@ -392,3 +393,35 @@ def _write_png(
     with open(tmp, "wb") as fh:
         Image.fromarray(np.ascontiguousarray(rgb), mode="RGB").save(fh, format="PNG", **kwargs)
         fh.flush()
+
+
+def read_annotations(path: Path) -> dict[str, str]:
+    """The annotations :func:`write_image` stored in an OME-TIFF (its MapAnnotation), as a dict.
+
+    Raises
+    ------
+    InputFileError
+        If the file is not an OME-TIFF or its OME-XML does not parse.
+    """
+    import tifffile
+
+    from scopectl.errors import InputFileError
+
+    try:
+        with tifffile.TiffFile(path) as tif:
+            xml = tif.ome_metadata
+    except (OSError, tifffile.TiffFileError) as exc:
+        raise InputFileError(f"{path}: not a readable TIFF ({exc}).") from None
+    if not xml:
+        raise InputFileError(f"{path}: not an OME-TIFF (no OME-XML).")
+    try:
+        root = ET.fromstring(xml)
+    except ET.ParseError as exc:
+        raise InputFileError(f"{path}: its OME-XML does not parse ({exc}).") from None
+    q = f"{{{OME_NS}}}"
+    out: dict[str, str] = {}
+    for m in root.iter(f"{q}M"):
+        key = m.get("K")
+        if key:
+            out[key] = m.text or ""
+    return out
