@@ -22,7 +22,8 @@ Hierarchy::
     ├── RegistrationError      an image pair could not be registered
     ├── ModelError             a model file is missing, unsafe or incompatible
     └── FilesystemError        the operating system refused a file operation (read-only, no permission,
-                               disk full, file too large, not a directory ...)
+        │                      disk full, file too large, not a directory ...)
+        └── OutputError        an output file could not be written (nothing half-written is left)
 
 Exit codes (``docs/troubleshooting.md`` has an example of each): 1 other scopectl errors, 2 bad input or
 configuration (also usage errors), 3 store, 4 device, 5 registration, 6 model, 7 file system, 70 internal
@@ -207,3 +208,9 @@ def from_os_error(
 def _first_line(exc: BaseException) -> str:
     text = str(exc).strip().splitlines()
     return text[0][:200] if text else type(exc).__name__
+
+
+class OutputError(FilesystemError):
+    """An output file (image, export, package) could not be written; nothing half-written is left."""
+
+    exit_code = 7

@@ -133,7 +133,7 @@ def test_enhance_files_of_every_format(tmp_path: Path, seeded_net: EnhanceNet) -
     net = prepare_model(seeded_net, device=torch.device("cpu"))
     out_dir = tmp_path / "out"
     done = enhance_sources(sources, net, _card(seeded_net), out_dir, device=torch.device("cpu"))
-    assert [o.output.name for o in done] == ["a.tif", "b.tif", "c.tif"]
+    assert [o.output.name for o in done] == ["a.ome.tif", "b.ome.tif", "c.ome.tif"]
     assert done[0].output_shape == (120, 140) and done[0].pixel_size_assumed and not done[0].resampled
     assert done[2].resampled and not done[2].pixel_size_assumed and done[2].output_shape == (60, 70)
     for o in done:
@@ -141,7 +141,10 @@ def test_enhance_files_of_every_format(tmp_path: Path, seeded_net: EnhanceNet) -
         assert back.rgb.shape[:2] == o.output_shape
         assert back.pixel_size_um == pytest.approx(0.37, rel=1e-6)
     direct = enhance_image(seeded_net, read_image(tmp_path / "a.png").rgb, device="cpu")
-    np.testing.assert_array_equal(read_image(out_dir / "a.tif").rgb, direct)
+    np.testing.assert_array_equal(read_image(out_dir / "a.ome.tif").rgb, direct)
+    with tifffile.TiffFile(out_dir / "a.ome.tif") as tif:
+        assert tif.is_ome and tif.ome_metadata is not None
+        assert '<M K="model">t</M>' in tif.ome_metadata and str(tmp_path / "a.png") in tif.ome_metadata
     with pytest.raises(ConfigError, match="exists"):
         enhance_sources(sources, net, _card(seeded_net), out_dir, device=torch.device("cpu"))
     cv2.imwrite(str(tmp_path / "a.jpg"), cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR))
@@ -179,9 +182,32 @@ def test_enhance_captures_in_a_slide_store(tmp_path: Path, seeded_net: EnhanceNe
     one = parse_sources([f"{store_path}:1"])
     net = prepare_model(seeded_net, device=torch.device("cpu"))
     (done,) = enhance_sources(one, net, _card(seeded_net), tmp_path / "out", device=torch.device("cpu"))
-    assert done.output.name == "s1-capture0001.tif" and not done.pixel_size_assumed and not done.resampled
+    assert done.output.name == "s1-capture0001.ome.tif" and not done.pixel_size_assumed and not done.resampled
     np.testing.assert_array_equal(
         read_image(done.output).rgb, enhance_image(seeded_net, _image(40, 36, seed=1))
     )
     with pytest.raises(InputFileError, match="no capture 7"):
         parse_sources([f"{store_path}:7"])
+
+
+@pytest.mark.parametrize(("fmt", "name"), [("tiff", "a.tif"), ("png", "a.png")])
+def test_enhance_writes_the_chosen_format(
+    tmp_path: Path, seeded_net: EnhanceNet, fmt: str, name: str
+) -> None:
+    rgb = _image(32, 40)
+    cv2.imwrite(str(tmp_path / "a.png"), cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR))
+    net = prepare_model(seeded_net, device=torch.device("cpu"))
+    (done,) = enhance_sources(
+        [FileSource(tmp_path / "a.png")],
+        net,
+        _card(seeded_net),
+        tmp_path / "o",
+        device=torch.device("cpu"),
+        fmt=fmt,  # type: ignore[arg-type]
+    )
+    assert done.output == tmp_path / "o" / name
+    back = read_image(done.output)
+    assert back.pixel_size_um == pytest.approx(0.37, rel=1e-6)
+    np.testing.assert_array_equal(back.rgb, enhance_image(seeded_net, rgb))
+    with pytest.raises(ConfigError, match="not one of"):
+        enhance_sources([], net, _card(seeded_net), tmp_path / "o", device=torch.device("cpu"), fmt="jpeg")  # type: ignore[arg-type]

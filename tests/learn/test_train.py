@@ -97,7 +97,7 @@ def test_one_epoch_end_to_end_through_the_cli(
     )
     outputs = out["outputs"]
     assert isinstance(outputs, list) and outputs[0]["output_shape"] == [100, 110]
-    assert (tmp_path / "o" / "field 1.tif").is_file() and out["precision"] in ("fp32", "bf16")
+    assert (tmp_path / "o" / "field 1.ome.tif").is_file() and out["precision"] in ("fp32", "bf16")
     exported = _cli(["export", "onnx", "--model", "m1", "--json"], capsys)
     assert Path(str(exported["onnx"])).is_file() and float(str(exported["max_abs_diff"])) < 1e-4
     assert net.ratio == (5, 2)

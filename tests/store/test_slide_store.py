@@ -289,3 +289,61 @@ def test_invalid_slide_ids_are_refused(tmp_path: Path) -> None:
     for bad in ["", "../x", "a/b", ".hidden", "x" * 65, "spa ce"]:
         with pytest.raises(InputFileError, match="invalid slide id"):
             SlideStore.create(tmp_path / "x.h5", slide_id=bad, rig={}, simulated=True)
+
+
+def test_completeness_counts_planned_acquired_and_flagged_fields(tmp_path: Path) -> None:
+    import dataclasses
+
+    rng = np.random.default_rng(5)
+    path = tmp_path / "c.h5"
+    plan = {"fields": [{"index": i, "x_um": 10.0 * i, "y_um": 0.0} for i in range(3)]}
+    with SlideStore.create(path, slide_id="c", rig={"kind": "test"}, simulated=True) as store:
+        store.set_plan(plan)
+        store.set_attr("scan_plan_json", json.dumps({"grid_shape": [1, 2]}))
+        assert store.completeness() == {
+            "complete": False,
+            "source": "acquisition",
+            "planned_fields": 3,
+            "acquired_fields": 0,
+            "flagged_fields": 0,
+            "flagged_field_indices": [],
+            "planned_tiles": 2,
+            "acquired_tiles": 0,
+            "mosaic": False,
+        }
+        store.add_tile(_tile(rng, 0, 0))
+        store.write_mosaic(
+            rng.integers(0, 256, (64, 80, 3), dtype=np.uint8),
+            pixel_size_um=0.37,
+            origin_x_um=0.0,
+            origin_y_um=0.0,
+            method={},
+        )
+        store.add_capture(dataclasses.replace(_capture(rng, 0), extra={"flags": ["blurred"]}))
+        store.add_capture(_capture(rng, 1))
+    with SlideStore.open(path) as store:  # killed here: two of three fields, one flagged
+        c = store.completeness()
+        assert not c["complete"] and (c["acquired_fields"], c["flagged_fields"]) == (2, 1)
+        assert c["flagged_field_indices"] == [0] and c["acquired_tiles"] == 1
+        assert store.info()["completeness"] == c
+    with SlideStore.open(path, mode="a") as store:
+        store.add_capture(_capture(rng, 2))
+        store.add_capture(_capture(rng, 0))  # the flagged field, retaken without flags
+        c = store.completeness()
+    assert c["complete"] and (c["planned_fields"], c["acquired_fields"], c["flagged_fields"]) == (3, 3, 0)
+
+
+def test_completeness_of_a_slide_without_a_plan_counts_what_it_holds(tmp_path: Path) -> None:
+    rng = np.random.default_rng(6)
+    with SlideStore.create(tmp_path / "i.h5", slide_id="i", rig={"kind": "import"}, simulated=False) as store:
+        store.add_capture(_capture(rng, 0))
+        assert not store.completeness()["complete"]  # no mosaic yet
+        store.write_mosaic(
+            rng.integers(0, 256, (30, 30, 3), dtype=np.uint8),
+            pixel_size_um=0.37,
+            origin_x_um=0.0,
+            origin_y_um=0.0,
+            method={},
+        )
+        c = store.completeness()
+    assert c["complete"] and c["source"] == "import" and c["planned_fields"] == c["acquired_fields"] == 1

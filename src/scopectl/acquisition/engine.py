@@ -362,7 +362,7 @@ class AcquisitionEngine:
         if self.store.mosaic_info() is None:
             raise StoreError(f"{self.store.path}: stitching did not produce a mosaic.")
         self.run_phone()
-        self.store.log("acquisition complete")
+        self.store.log("acquisition complete", **self.store.completeness())
         return self.summary(bench, time.monotonic() - t0)
 
     def summary(self, bench: dict[str, Any], elapsed_s: float) -> dict[str, Any]:

@@ -14,7 +14,7 @@ from scopectl.errors import ConfigError, InputFileError
 
 __all__ = ["enhance_cmd", "evaluate_cmd", "export_app", "register", "train_cmd"]
 
-export_app = typer.Typer(help="Export models to other formats.", no_args_is_help=True)
+export_app = typer.Typer(help="Export models and slides to other formats.", no_args_is_help=True)
 
 ModelOpt = Annotated[
     str, typer.Option("--model", help="Model name (<root>/models/<name>/) or a model directory.")
@@ -189,7 +189,7 @@ def enhance_cmd(
         typer.Argument(help="DNG/JPEG/TIFF/PNG files, slide stores (PATH.h5) or store captures (PATH.h5:N)."),
     ],
     model: ModelOpt,
-    out: Annotated[Path, typer.Option("--out", help="Output directory (one TIFF per input).")],
+    out: Annotated[Path, typer.Option("--out", help="Output directory (one image file per input).")],
     device: DeviceOpt = "auto",
     precision: PrecisionOpt = "auto",
     tile: Annotated[
@@ -208,15 +208,26 @@ def enhance_cmd(
         bool, typer.Option("--compile", help="Use torch.compile (GPU; slow start).")
     ] = False,
     overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace existing output files.")] = False,
+    fmt: Annotated[
+        str,
+        typer.Option(
+            "--format",
+            help="ome-tiff (tiled pyramid with OME-XML; QuPath, Fiji, napari), tiff (tiled pyramid for "
+            "OpenSlide-based viewers) or png.",
+        ),
+    ] = "ome-tiff",
     json_out: JsonOpt = False,
 ) -> None:
-    """Enhance phone images with a trained model; writes <out>/<input stem>.tif with the pixel size."""
+    """Enhance phone images with a trained model; writes <out>/<input stem>.ome.tif (or .tif, .png) with the pixel size."""
     from scopectl.imageio import check_pixel_size_um
     from scopectl.learn.device import pick_device, resolve_precision
     from scopectl.learn.enhance import EnhanceOutcome, enhance_sources, parse_sources, prepare_model
     from scopectl.learn.modelio import load_model, resolve_model_dir
+    from scopectl.writers import FORMATS
 
     state = get_state(ctx)
+    if fmt not in FORMATS:
+        raise ConfigError(f"--format {fmt!r} is not one of {', '.join(FORMATS)}.")
     if not inputs:
         raise InputFileError("no inputs given.", hint="Name image files or slide stores to enhance.")
     if input_pixel_size_um is not None:
@@ -251,6 +262,7 @@ def enhance_cmd(
             overwrite=overwrite,
             input_pixel_size_um=input_pixel_size_um,
             on_done=done,
+            fmt=fmt,  # type: ignore[arg-type]
         )
     wall = time.perf_counter() - t0
     assumed = sum(o.pixel_size_assumed for o in outcomes)

@@ -57,6 +57,9 @@ def info_cmd(ctx: typer.Context, slide: SlideOpt, json_out: JsonOpt = False) -> 
             ),
             f"phone      {info['captures']} captures; registered {info['registered_ok']} ok, "
             f"{info['registered_failed']} failed",
+            f"status     {'complete' if info['completeness']['complete'] else 'INCOMPLETE'}: "
+            f"{info['completeness']['acquired_fields']} of {info['completeness']['planned_fields']} planned "
+            f"fields acquired, {info['completeness']['flagged_fields']} flagged",
             f"size       {_fmt_bytes(info['size_bytes'])}",
         ]
     )

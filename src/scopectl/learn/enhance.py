@@ -12,9 +12,10 @@ rounding (tested).  On a CUDA out-of-memory error the tile size is halved and th
 Files
 -----
 :func:`enhance_sources` decodes the next input in a thread while the network runs on the current one
-and writes the previous one's TIFF in another thread.  Each output is an RGB TIFF named after the input's
-stem, with the output pixel size in its resolution tags and ImageJ metadata (``unit=um``), which ImageJ,
-Fiji and QuPath read.
+and writes the previous one's output in another thread.  Each output is named after the input's stem and
+written by :func:`scopectl.writers.write_image`: a tiled pyramidal OME-TIFF (``<stem>.ome.tif``, the
+default; QuPath, Fiji/Bio-Formats and napari open it), a plain tiled TIFF for OpenSlide-based viewers
+(``<stem>.tif``) or a PNG, each with the output pixel size, and the model and source as annotations.
 """
 
 from __future__ import annotations
@@ -37,6 +38,7 @@ from scopectl.errors import ConfigError, InputFileError, ModelError
 from scopectl.learn.device import autocast
 from scopectl.learn.modelio import ModelCard
 from scopectl.learn.network import receptive_field_radius
+from scopectl.writers import SUFFIXES, ImageFormat, write_image
 
 __all__ = [
     "DEFAULT_OVERLAP",
@@ -370,8 +372,9 @@ def enhance_sources(
     overwrite: bool = False,
     input_pixel_size_um: float | None = None,
     on_done: Callable[[EnhanceOutcome], None] | None = None,
+    fmt: ImageFormat = "ome-tiff",
 ) -> list[EnhanceOutcome]:
-    """Enhance many inputs, overlapping decoding, inference and writing; one TIFF per input.
+    """Enhance many inputs, overlapping decoding, inference and writing; one image file per input.
 
     Parameters
     ----------
@@ -380,7 +383,9 @@ def enhance_sources(
     model, card
         A prepared network (:func:`prepare_model`) and its card.
     out_dir
-        Output directory (created).  ``<out_dir>/<stem>.tif`` per input.
+        Output directory (created).  ``<out_dir>/<stem><suffix>`` per input, the suffix being ``.ome.tif``,
+        ``.tif`` or ``.png`` for ``fmt`` ``ome-tiff``, ``tiff`` or ``png``
+        (:func:`scopectl.writers.write_image`).
     input_pixel_size_um
         Pixel size of inputs whose file does not state one (default: the model's input pixel size).
         Inputs whose pixel size differs from the model's by more than 3 % are resampled to it first.
@@ -400,16 +405,19 @@ def enhance_sources(
         input_pixel_size_um = check_pixel_size_um(input_pixel_size_um, what="--input-pixel-size-um")
     if out_dir.exists() and not out_dir.is_dir():
         raise ConfigError(f"--out {out_dir}: is a file, not a directory.", hint="Name a directory.")
+    if fmt not in SUFFIXES:
+        raise ConfigError(f"output format {fmt!r} is not one of {', '.join(SUFFIXES)}.")
+    suffix = SUFFIXES[fmt]
     targets: dict[str, str] = {}
     for src in sources:
         key = src.name.lower()
         if key in targets:
             raise ConfigError(
-                f"inputs {targets[key]} and {src.name} would both be written to {src.name}.tif.",
+                f"inputs {targets[key]} and {src.name} would both be written to {src.name}{suffix}.",
                 hint="Enhance them into different --out directories.",
             )
         targets[key] = src.name
-        dest = out_dir / f"{src.name}.tif"
+        dest = out_dir / f"{src.name}{suffix}"
         if dest.exists() and not overwrite:
             raise ConfigError(f"{dest} exists.", hint="Choose another --out directory or pass --overwrite.")
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -429,7 +437,7 @@ def enhance_sources(
         ThreadPoolExecutor(max_workers=1, thread_name_prefix="write") as writer,
     ):
         pending_reads: list[Future[LoadedImage]] = [reader.submit(s.load) for s in sources[:2]]
-        pending_writes: list[Future[None]] = []
+        pending_writes: list[Future[Path]] = []
         for i, src in enumerate(sources):
             loaded = pending_reads[i].result()
             if i + 2 < len(sources):
@@ -457,9 +465,20 @@ def enhance_sources(
                 tile = shrunk[-1]  # keep the smaller tile for the following images
                 notes.append(f"ran out of GPU memory; used {tile}-pixel tiles")
             px_out = card.input_pixel_size_um * q / p
-            dest = out_dir / f"{src.name}.tif"
-            info = f"{info_base}; input {loaded.description}; output pixel size {px_out:.6g} um"
-            pending_writes.append(writer.submit(write_tiff, dest, out, pixel_size_um=px_out, info=info))
+            dest = out_dir / f"{src.name}{suffix}"
+            annotations = {
+                "software": info_base,
+                "model": card.name,
+                "model_architecture": card.architecture,
+                "model_ratio": card.ratio,
+                "model_weights_sha256": card.weights_sha256,
+                "source": loaded.description,
+                "source_pixel_size_um": f"{px_in:.6g}",
+                "output_pixel_size_um": f"{px_out:.6g}",
+            }
+            pending_writes.append(
+                writer.submit(write_image, dest, out, fmt=fmt, pixel_size_um=px_out, annotations=annotations)
+            )
             outcome = EnhanceOutcome(
                 source=loaded.description,
                 output=dest,

@@ -41,8 +41,10 @@ __all__ = [
     "SoftwareInfo",
     "TrainingInfo",
     "atomic_write_bytes",
+    "card_from_bytes",
     "check_not_pickle",
     "load_model",
+    "model_from_blob",
     "resolve_model_dir",
     "save_model",
     "software_info",
@@ -170,6 +172,8 @@ def resolve_model_dir(name_or_path: str | Path, *, models_dir: Path) -> Path:
     candidate = Path(text)
     if ("/" in text or os.sep in text or candidate.is_dir()) and text not in (".", ".."):
         return candidate
+    if text.lower().endswith(".zip"):  # a BioImage Model Zoo package
+        return candidate
     if not _NAME_RE.match(text):
         raise ModelError(
             f"model name {text!r} is not valid.",
@@ -282,14 +286,19 @@ def read_card(directory: Path | str) -> ModelCard:
         raise ModelError(
             exc.message, hint="A scopectl model directory holds model.json and model.safetensors."
         ) from None
+    return card_from_bytes(raw, source=str(path))
+
+
+def card_from_bytes(raw: bytes, *, source: str) -> ModelCard:
+    """Parse and validate a model card (``model.json`` bytes); ``source`` names it in errors."""
     try:
         data = json.loads(raw.decode("utf-8"))
     except (UnicodeDecodeError, json.JSONDecodeError, RecursionError) as exc:
-        raise ModelError(f"{path}: unreadable model card ({type(exc).__name__}: {exc}).") from None
+        raise ModelError(f"{source}: unreadable model card ({type(exc).__name__}: {exc}).") from None
     try:
         return ModelCard.model_validate(data)
     except ValidationError as exc:
-        raise ModelError(format_validation_error(exc, str(path)) + ".") from None
+        raise ModelError(format_validation_error(exc, source) + ".") from None
 
 
 def load_model(directory: Path | str, *, device: str | torch.device = "cpu") -> tuple[EnhanceNet, ModelCard]:
@@ -313,10 +322,12 @@ def load_model(directory: Path | str, *, device: str | torch.device = "cpu") -> 
         If the path is a pickle checkpoint, files are missing, the checksum or the tensor names and
         shapes do not match the card's architecture.
     """
-    from safetensors import SafetensorError
-    from safetensors.torch import load
-
     path = Path(directory)
+    if path.is_file() and path.suffix.lower() == ".zip":
+        from scopectl.learn.bioimageio_package import is_bioimageio_package, load_package
+
+        if is_bioimageio_package(path):
+            return load_package(path, device=str(device))
     if path.is_file():
         check_not_pickle(path)
         path = path.parent
@@ -339,6 +350,24 @@ def load_model(directory: Path | str, *, device: str | torch.device = "cpu") -> 
     except InputFileError as exc:
         raise ModelError(exc.message, hint="Copy the model directory again.") from None
     check_not_pickle(weights)
+    model = model_from_blob(blob, card, source=str(weights))
+    return model.to(device).eval(), card
+
+
+def model_from_blob(blob: bytes, card: ModelCard, *, source: str) -> EnhanceNet:
+    """Build the network of ``card`` from safetensors bytes, checking checksum, names, shapes and values.
+
+    Raises
+    ------
+    ModelError
+        If the checksum differs from the card's, the bytes are not safetensors, or the tensors do not fit.
+    """
+    from safetensors import SafetensorError
+    from safetensors.torch import load
+
+    weights = source
+    if len(blob) > MAX_WEIGHTS_BYTES:
+        raise ModelError(f"{weights}: implausibly large weights file ({len(blob):,} bytes).")
     if card.weights_sha256 and hashlib.sha256(blob).hexdigest() != card.weights_sha256:
         raise ModelError(
             f"{weights}: checksum differs from model.json (the weights were modified or truncated).",
@@ -362,4 +391,4 @@ def load_model(directory: Path | str, *, device: str | torch.device = "cpu") -> 
     if any(not torch.isfinite(v).all() for v in state.values()):
         raise ModelError(f"{weights}: weights contain NaN or infinity (a diverged training run).")
     model.load_state_dict({k: v.float() for k, v in state.items()})
-    return model.to(device).eval(), card
+    return model.eval()

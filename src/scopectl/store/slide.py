@@ -843,6 +843,44 @@ class SlideStore:
         return out
 
     # ------------------------------------------------------------------ summary and checks
+    @_reads("the acquisition record")
+    def completeness(self) -> dict[str, Any]:
+        """Whether the slide's acquisition is complete: planned, acquired and flagged counts.
+
+        Computed from what the store holds, so it is right after a crash too: the frozen plan (phone fields)
+        and the benchtop scan plan (tiles) are saved before anything is acquired, and only committed items
+        count.  A field counts as acquired when it has a capture (a recapture supersedes earlier ones) and as
+        flagged when its latest capture failed a check (``extra["flags"]``).  A slide without a saved plan
+        (``scopectl import``, written whole or not at all) plans what it holds.  ``complete`` means the mosaic
+        exists and every planned field was captured; flagged fields are counted, not held against it.
+        """
+        latest = {int(m["field_index"]): m for m in self.captures_meta()}
+        planned = self.plan().get("fields")
+        planned_fields = len(planned) if isinstance(planned, list) else None
+        planned_indices = (
+            {int(f["index"]) for f in planned if isinstance(f, dict) and "index" in f}
+            if isinstance(planned, list)
+            else set(latest)
+        )
+        acquired = sum(1 for i in latest if i in planned_indices)
+        flagged = sorted(i for i, m in latest.items() if m["extra"].get("flags"))
+        scan = attr_json(self._h5, "scan_plan_json", default={})
+        grid = scan.get("grid_shape") if isinstance(scan, dict) else None
+        planned_tiles = int(grid[0]) * int(grid[1]) if isinstance(grid, list) and len(grid) == 2 else None
+        mosaic = self.mosaic_info() is not None
+        complete = mosaic and (planned_fields is None or acquired >= planned_fields)
+        return {
+            "complete": bool(complete),
+            "source": "import" if planned_fields is None else "acquisition",
+            "planned_fields": planned_fields if planned_fields is not None else len(latest),
+            "acquired_fields": acquired,
+            "flagged_fields": len(flagged),
+            "flagged_field_indices": flagged,
+            "planned_tiles": planned_tiles,
+            "acquired_tiles": self.tile_count(),
+            "mosaic": mosaic,
+        }
+
     @_reads("root attributes")
     def info(self) -> dict[str, Any]:
         """A JSON-serialisable summary of the slide."""
@@ -871,6 +909,7 @@ class SlideStore:
                 "origin_x_um": mi.origin_x_um,
                 "origin_y_um": mi.origin_y_um,
             },
+            "completeness": self.completeness(),
             "size_bytes": os.path.getsize(self.path),
             "being_written_by": self.writer,
         }
