@@ -13,15 +13,9 @@ from pyfirmata2 import BOARDS
 from pyfirmata2.util import pin_list_to_board_dict
 
 from scopectl.errors import DeviceError, DeviceNotFoundError, DeviceTimeoutError
-from scopectl.hardware.ledring import (
-    BoardFaults,
-    FirmataLedRing,
-    LedRingConfig,
-    SimulatedFirmataBoard,
-    SimulatedLedBoard,
-    open_led_ring,
-)
-from scopectl.hardware.ledring.sim_firmata import CAPABILITY_QUERY, END_SYSEX, START_SYSEX
+from scopectl.hardware.ledring import FirmataLedRing, LedRingConfig, open_led_ring
+from scopectl.hardware.ledring.sim import BoardFaults, SimulatedFirmataBoard, SimulatedLedBoard
+from scopectl.hardware.ledring.sim.firmata_board import CAPABILITY_QUERY, END_SYSEX, START_SYSEX
 
 FAST: dict[str, Any] = {"setup_wait_s": 0.0, "timeout_s": 0.2, "connect_timeout_s": 0.6}
 

@@ -337,7 +337,7 @@ def _describe(led: Any, phone: Any, bench: Any) -> dict[str, Any]:
 class SimRigFaults:
     """Faults to inject into the simulated rig's devices (each simulator's own fault settings)."""
 
-    led: Any = None  # scopectl.hardware.ledring.BoardFaults
+    led: Any = None  # scopectl.hardware.ledring.sim.BoardFaults
     phone: Any = None  # scopectl.hardware.phone.sim.PhoneFaults
     benchtop: Any = None  # scopectl.hardware.benchtop.BenchtopFaults
     benchtop_timeout_s: float = 30.0
@@ -360,7 +360,8 @@ def open_simulated_rig(
     core with pure-Python devices.  All three see one slide of the digital twin.
     """
     from scopectl.hardware.benchtop import Benchtop
-    from scopectl.hardware.ledring import BatteryModel, SerialLedRing, SimulatedLedBoard
+    from scopectl.hardware.ledring import SerialLedRing
+    from scopectl.hardware.ledring.sim import BatteryModel, SimulatedLedBoard
     from scopectl.hardware.phone import PhoneCamera, ensure_key
     from scopectl.hardware.phone.sim import SimulatedPhone
     from scopectl.twin import make_slide
