@@ -13,10 +13,9 @@ from __future__ import annotations
 
 from .benchtop import Benchtop, FocusMapResult, PlannedTile, ScanPlan, ScanRegion, ScanResult
 from .engine import BenchtopEngine, TileHandler, TileSink
-from .focus import AutofocusResult, AutofocusSettings, focus_score, search_focus
+from .focus import AutofocusResult, AutofocusSettings, FocusPlane, focus_score, search_focus
 from .world import (
     BenchtopFaults,
-    FocusPlane,
     Renderer,
     SimStageParams,
     SimulatedWorld,

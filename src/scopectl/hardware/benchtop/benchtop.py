@@ -37,8 +37,8 @@ from scopectl.errors import (
 
 from .devices import SimRGBCamera, SimShutter, SimXYStage, SimZStage
 from .engine import BenchtopEngine, TileHandler, TileSink, snap_with_shutter
-from .focus import AutofocusResult, AutofocusSettings, focus_score, search_focus
-from .world import FocusPlane, Renderer, SimStageParams, SimulatedWorld, TwinRenderer
+from .focus import AutofocusResult, AutofocusSettings, FocusPlane, focus_score, search_focus
+from .world import Renderer, SimStageParams, SimulatedWorld, TwinRenderer
 
 if TYPE_CHECKING:
     from scopectl.twin import Slide

@@ -25,7 +25,8 @@ from scopectl.stitching import StitchSettings, nominal_positions_from_stage, sti
 from scopectl.store import TileRecord
 
 from .benchtop import Benchtop, FocusMode, ScanRegion
-from .world import FocusPlane, SimStageParams
+from .focus import FocusPlane
+from .world import SimStageParams
 
 __all__ = ["MemorySink", "main", "measure_stitching_accuracy", "rms_error_px"]
 
