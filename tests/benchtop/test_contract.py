@@ -25,8 +25,8 @@ from scopectl.hardware.benchtop import (
     register_world,
     unregister_world,
 )
-from scopectl.hardware.benchtop.devices import simulated_config_text
 from scopectl.hardware.benchtop.measure import MemorySink
+from scopectl.hardware.benchtop.sim.devices import simulated_config_text
 from support import require_option
 
 

@@ -18,7 +18,7 @@ from scopectl.hardware.benchtop import (
     register_world,
     unregister_world,
 )
-from scopectl.hardware.benchtop.devices import simulated_config_text
+from scopectl.hardware.benchtop.sim.devices import simulated_config_text
 
 
 def test_stage_reports_commanded_position_but_lands_with_error_and_backlash(sim_bench: Benchtop) -> None:

@@ -35,10 +35,10 @@ from scopectl.errors import (
     ScopectlError,
 )
 
-from .devices import SimRGBCamera, SimShutter, SimXYStage, SimZStage
 from .engine import BenchtopEngine, TileHandler, TileSink, snap_with_shutter
 from .focus import AutofocusResult, AutofocusSettings, FocusPlane, focus_score, search_focus
-from .world import Renderer, SimStageParams, SimulatedWorld, TwinRenderer
+from .sim.devices import SimRGBCamera, SimShutter, SimXYStage, SimZStage
+from .sim.world import Renderer, SimStageParams, SimulatedWorld, TwinRenderer
 
 if TYPE_CHECKING:
     from scopectl.twin import Slide

@@ -26,7 +26,7 @@ from scopectl.store import TileRecord
 
 from .benchtop import Benchtop, FocusMode, ScanRegion
 from .focus import FocusPlane
-from .world import SimStageParams
+from .sim.world import SimStageParams
 
 __all__ = ["MemorySink", "main", "measure_stitching_accuracy", "rms_error_px"]
 

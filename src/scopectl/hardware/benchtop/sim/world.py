@@ -1,6 +1,6 @@
 """The simulated benchtop world: what the simulated stage, focus drive, shutter and camera share.
 
-The simulated devices (:mod:`scopectl.hardware.benchtop.devices`) are thin Micro-Manager device adapters;
+The simulated devices (:mod:`scopectl.hardware.benchtop.sim.devices`) are thin Micro-Manager device adapters;
 the physics lives here so that all of them see one consistent state:
 
 - the **XY stage** has limits, a travel time (speed + settle time, scaled by ``time_scale`` so tests run
@@ -30,8 +30,7 @@ from typing import TYPE_CHECKING, Protocol, runtime_checkable
 import numpy as np
 
 from scopectl.errors import ConfigError
-
-from .focus import FocusPlane
+from scopectl.hardware.benchtop.focus import FocusPlane
 
 if TYPE_CHECKING:
     from scopectl.twin import BenchtopModel, Slide
