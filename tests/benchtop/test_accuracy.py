@@ -11,8 +11,9 @@ from collections.abc import Iterator
 
 import pytest
 
-from scopectl.hardware.benchtop import Benchtop, FocusPlane, SimStageParams
+from scopectl.hardware.benchtop import FocusPlane
 from scopectl.hardware.benchtop.measure import measure_stitching_accuracy
+from scopectl.hardware.benchtop.sim import SimStageParams, SimulatedBenchtop, simulated_benchtop
 from scopectl.twin import BenchtopModel, Slide, make_slide
 
 
@@ -22,8 +23,8 @@ def lung() -> Slide:
 
 
 @pytest.fixture
-def twin_bench(lung: Slide) -> Iterator[Benchtop]:
-    with Benchtop.simulated(
+def twin_bench(lung: Slide) -> Iterator[SimulatedBenchtop]:
+    with simulated_benchtop(
         lung,
         seed=4,
         sensor_shape=(256, 256),
@@ -37,7 +38,7 @@ def twin_bench(lung: Slide) -> Iterator[Benchtop]:
 @pytest.mark.slow
 @pytest.mark.parametrize("offset_um", [-12.0, 4.0, 18.0])
 def test_autofocus_on_the_twin_within_depth_of_field(
-    twin_bench: Benchtop, lung: Slide, offset_um: float
+    twin_bench: SimulatedBenchtop, lung: Slide, offset_um: float
 ) -> None:
     world = twin_bench.world
     assert world is not None

@@ -339,7 +339,7 @@ class SimRigFaults:
 
     led: Any = None  # scopectl.hardware.ledring.sim.BoardFaults
     phone: Any = None  # scopectl.hardware.phone.sim.PhoneFaults
-    benchtop: Any = None  # scopectl.hardware.benchtop.BenchtopFaults
+    benchtop: Any = None  # scopectl.hardware.benchtop.sim.BenchtopFaults
     benchtop_timeout_s: float = 30.0
 
 
@@ -359,7 +359,7 @@ def open_simulated_rig(
     127.0.0.1 (driven by :class:`PhoneCamera` with RSA authentication), and the benchtop is a Micro-Manager
     core with pure-Python devices.  All three see one slide of the digital twin.
     """
-    from scopectl.hardware.benchtop import Benchtop
+    from scopectl.hardware.benchtop.sim import simulated_benchtop
     from scopectl.hardware.ledring import SerialLedRing
     from scopectl.hardware.ledring.sim import BatteryModel, SimulatedLedBoard
     from scopectl.hardware.phone import PhoneCamera, ensure_key
@@ -405,7 +405,7 @@ def open_simulated_rig(
         closers.append(phone.close)
 
         # reproducible + approach: the same commanded tile gives the same frame, so resumed runs are identical
-        bench = Benchtop.simulated(
+        bench = simulated_benchtop(
             slide,
             seed=seed,
             sensor_shape=benchtop_sensor_shape,
@@ -413,7 +413,7 @@ def open_simulated_rig(
             approach_um=20.0,
             timeout_s=f.benchtop_timeout_s,
         )
-        if f.benchtop is not None and bench.world is not None:
+        if f.benchtop is not None:
             bench.world.faults = f.benchtop
         closers.append(bench.close)
     except BaseException:

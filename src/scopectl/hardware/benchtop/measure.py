@@ -24,9 +24,9 @@ import numpy as np
 from scopectl.stitching import StitchSettings, nominal_positions_from_stage, stitch_tiles
 from scopectl.store import TileRecord
 
-from .benchtop import Benchtop, FocusMode, ScanRegion
+from .benchtop import FocusMode, ScanRegion
 from .focus import FocusPlane
-from .sim.world import SimStageParams
+from .sim import SimStageParams, simulated_benchtop
 
 __all__ = ["MemorySink", "main", "measure_stitching_accuracy", "rms_error_px"]
 
@@ -80,11 +80,10 @@ def measure_stitching_accuracy(
     stage = SimStageParams(time_scale=0.0, position_error_um=position_error_um, backlash_um=backlash_um)
     plane = FocusPlane(0.0, 0.0008, -0.0005)
     t0 = time.perf_counter()
-    with Benchtop.simulated(
+    with simulated_benchtop(
         slide, seed=seed, sensor_shape=(tile_px, tile_px), stage=stage, focus_plane=plane, start_z_um=3.0
     ) as bench:
         world = bench.world
-        assert world is not None
         fov = tile_px * bench.pixel_size_um
         step = fov * (1.0 - overlap)
         width = fov + (cols - 1) * step - 0.01 * step
