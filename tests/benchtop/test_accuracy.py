@@ -2,7 +2,7 @@
 
 - autofocus finds focus within the depth of field from several starting heights;
 - a tile scan (with a stage that misses its targets by a few µm) plus stitching places the tiles to
-  better than 0.5 benchtop pixels RMS (``docs/stitching.md`` has the full-size measurement).
+  better than 0.5 benchtop pixels RMS (``docs/stitching.md`` has the full-size measurement, by ``benchmarks/stitching_accuracy.py``).
 """
 
 from __future__ import annotations
@@ -12,9 +12,9 @@ from collections.abc import Iterator
 import pytest
 
 from scopectl.hardware.benchtop import FocusPlane
-from scopectl.hardware.benchtop.measure import measure_stitching_accuracy
 from scopectl.hardware.benchtop.sim import SimStageParams, SimulatedBenchtop, simulated_benchtop
 from scopectl.twin import BenchtopModel, Slide, make_slide
+from support import load_benchmark
 
 
 @pytest.fixture(scope="module")
@@ -58,7 +58,7 @@ def test_autofocus_on_the_twin_within_depth_of_field(
 
 @pytest.mark.slow
 def test_scan_and_stitch_the_twin_below_half_a_pixel() -> None:
-    out = measure_stitching_accuracy(
+    out = load_benchmark("stitching_accuracy").measure_stitching_accuracy(
         seed=1, rows=3, cols=3, tile_px=384, overlap=0.1, position_error_um=1.5, focus="map", focus_points=3
     )
     assert out["grid"] == [3, 3]

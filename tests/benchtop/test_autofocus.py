@@ -11,11 +11,11 @@ import pytest
 from scopectl.hardware.benchtop import (
     AutofocusSettings,
     FocusPlane,
+    MemorySink,
     ScanRegion,
     focus_score,
     search_focus,
 )
-from scopectl.hardware.benchtop.measure import MemorySink
 from scopectl.hardware.benchtop.sim import SimulatedBenchtop
 
 

@@ -15,8 +15,7 @@ import numpy as np
 import pytest
 
 from scopectl.errors import DeviceError
-from scopectl.hardware.benchtop import AutofocusResult, Benchtop, FocusPlane, ScanRegion
-from scopectl.hardware.benchtop.measure import MemorySink
+from scopectl.hardware.benchtop import AutofocusResult, Benchtop, FocusPlane, MemorySink, ScanRegion
 from scopectl.hardware.benchtop.sim import (
     SimStageParams,
     SimulatedWorld,

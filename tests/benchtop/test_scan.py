@@ -10,11 +10,11 @@ import numpy as np
 import pytest
 
 from scopectl.errors import ConfigError, StoreError
-from scopectl.hardware.benchtop import ScanRegion
-from scopectl.hardware.benchtop.measure import MemorySink, rms_error_px
+from scopectl.hardware.benchtop import MemorySink, ScanRegion
 from scopectl.hardware.benchtop.sim import SimStageParams, SimulatedBenchtop, simulated_benchtop
 from scopectl.stitching import nominal_positions_from_stage, stitch_store
 from scopectl.store import SlideStore, TileRecord
+from support import load_benchmark
 
 REGION = ScanRegion(100.0, 100.0, 300.0, 260.0)  # 2 x 3 tiles of 256 px (94.7 um) at 15 % overlap
 
@@ -126,4 +126,5 @@ def test_scan_into_slide_store_and_stitch(sim_bench: SimulatedBenchtop, tmp_path
     xy = np.array([[m["stage_x_um"], m["stage_y_um"]] for m in meta])
     true_xy = np.array([[world.truth_for(*p).true_x_um, world.truth_for(*p).true_y_um] for p in xy])
     true = nominal_positions_from_stage(true_xy, pixel_size_um=0.37, tile_shape=(256, 256))
+    rms_error_px = load_benchmark("stitching_accuracy").rms_error_px
     assert rms_error_px(result.positions_px, true)[0] < 0.5

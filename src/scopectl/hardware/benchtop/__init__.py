@@ -4,7 +4,7 @@
   simulated scope does); ``snap``, ``move_xy_um``, ``set_z_um``, ``position_um``, ``autofocus``,
   ``focus_map``, ``plan_scan``, ``scan``.
 - :mod:`~scopectl.hardware.benchtop.engine` — the MDA engine (per-tile autofocus events) and the tile
-  handler that passes tiles to a :class:`TileSink` (a ``SlideStore``, for one).
+  handler that passes tiles to a :class:`TileSink` (a ``SlideStore``, or a :class:`MemorySink`).
 - :mod:`~scopectl.hardware.benchtop.focus` — focus measure, coarse-to-fine search, focal planes.
 
 The simulated scope lives in :mod:`scopectl.hardware.benchtop.sim` (imported separately).  This package may
@@ -15,7 +15,7 @@ imports its ``sim`` package (an import-linter contract checks it).  Stitching is
 from __future__ import annotations
 
 from .benchtop import Benchtop, FocusMapResult, PlannedTile, ScanPlan, ScanRegion, ScanResult
-from .engine import BenchtopEngine, TileHandler, TileSink
+from .engine import BenchtopEngine, MemorySink, TileHandler, TileSink
 from .focus import AutofocusResult, AutofocusSettings, FocusPlane, focus_score, search_focus
 
 __all__ = [
@@ -25,6 +25,7 @@ __all__ = [
     "BenchtopEngine",
     "FocusMapResult",
     "FocusPlane",
+    "MemorySink",
     "PlannedTile",
     "ScanPlan",
     "ScanRegion",
