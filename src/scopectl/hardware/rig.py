@@ -26,13 +26,23 @@ from abc import ABC, abstractmethod
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
-from pydantic import Field
+from pydantic import Field, ValidationError
 
-from scopectl.config.base import StrictModel, load_model
+from scopectl.config.base import StrictModel, format_validation_error, load_mapping
 from scopectl.errors import ConfigError, DeviceError, ScopectlError
+from scopectl.hardware.ledring.config import LedRingConfig
+from scopectl.hardware.phone.config import PhoneConfig
+
+if TYPE_CHECKING:
+    from scopectl.hardware.benchtop import Benchtop
+    from scopectl.hardware.benchtop.sim import BenchtopFaults
+    from scopectl.hardware.ledring import LedRing
+    from scopectl.hardware.ledring.sim import BoardFaults
+    from scopectl.hardware.phone import PhoneCamera
+    from scopectl.hardware.phone.sim import PhoneFaults
 
 __all__ = [
     "BenchtopConfig",
@@ -59,41 +69,43 @@ class BenchtopConfig(StrictModel):
 
 
 class RigConfig(StrictModel):
-    """A rig file (``rig.yaml``)."""
+    """A rig file (``rig.yaml``): one section per device, validated by that device's configuration model."""
 
     name: str = Field(default="rig", min_length=1, max_length=64)
-    led_ring: Any
-    phone: Any
+    led_ring: LedRingConfig
+    phone: PhoneConfig
     benchtop: BenchtopConfig
     phone_stage: Literal["manual"] = "manual"
     default_protocol: str = "lung-trichrome"
 
 
-def load_rig_config(path: Path) -> RigConfig:
-    """Load a rig file; device sections are validated by their drivers' models, paths resolved relative to it."""
-    from scopectl.config.base import format_validation_error
-    from scopectl.hardware.ledring import LedRingConfig
-    from scopectl.hardware.phone import PhoneConfig
+_DEVICE_SECTIONS = ("led_ring", "phone", "benchtop")
 
+
+def load_rig_config(path: Path) -> RigConfig:
+    """Load a rig file; device sections are validated by their drivers' models, paths resolved relative to it.
+
+    Raises
+    ------
+    ConfigError
+        Naming the file, the device section and the key: ``rig.yaml: led_ring: flavour: ...``.
+    """
     if not Path(path).is_file():
         raise ConfigError(
             f"{path}: rig file not found.", hint="Pass --rig PATH of a rig.yaml, or --rig sim explicitly."
         )
-    cfg = load_model(RigConfig, path)
+    data = load_mapping(Path(path))
     try:
-        led = LedRingConfig.model_validate(cfg.led_ring)
-        phone = PhoneConfig.model_validate(cfg.phone)
-    except Exception as exc:
-        from pydantic import ValidationError
-
-        if isinstance(exc, ValidationError):
-            section = "led_ring" if "LedRing" in exc.title else "phone"
-            raise ConfigError(format_validation_error(exc, f"{path}: {section}") + ".") from None
-        raise
+        cfg = RigConfig.model_validate(data)
+    except ValidationError as exc:
+        # the first error's top-level key says which section failed: a device section is named like a file
+        first = exc.errors()[0]["loc"]
+        section = str(first[0]) if len(first) > 1 and first[0] in _DEVICE_SECTIONS else None
+        raise ConfigError(format_validation_error(exc, str(path), section=section) + ".") from None
     bench = cfg.benchtop
     if not bench.mm_config.is_absolute():
         bench = bench.model_copy(update={"mm_config": (Path(path).parent / bench.mm_config).resolve()})
-    return cfg.model_copy(update={"led_ring": led, "phone": phone, "benchtop": bench})
+    return cfg.model_copy(update={"benchtop": bench})
 
 
 # --------------------------------------------------------------------------------------- phone stages
@@ -223,9 +235,9 @@ class Rig:
 
     name: str
     simulated: bool
-    led: Any
-    phone: Any
-    benchtop: Any
+    led: LedRing
+    phone: PhoneCamera
+    benchtop: Benchtop
     phone_stage: PhoneStage
     default_protocol: str
     description: dict[str, Any]
@@ -337,9 +349,9 @@ def _describe(led: Any, phone: Any, bench: Any) -> dict[str, Any]:
 class SimRigFaults:
     """Faults to inject into the simulated rig's devices (each simulator's own fault settings)."""
 
-    led: Any = None  # scopectl.hardware.ledring.sim.BoardFaults
-    phone: Any = None  # scopectl.hardware.phone.sim.PhoneFaults
-    benchtop: Any = None  # scopectl.hardware.benchtop.sim.BenchtopFaults
+    led: BoardFaults | None = None
+    phone: PhoneFaults | None = None
+    benchtop: BenchtopFaults | None = None
     benchtop_timeout_s: float = 30.0
 
 
