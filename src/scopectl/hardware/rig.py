@@ -38,11 +38,12 @@ from scopectl.hardware.phone.config import PhoneConfig
 
 if TYPE_CHECKING:
     from scopectl.hardware.benchtop import Benchtop
-    from scopectl.hardware.benchtop.sim import BenchtopFaults
-    from scopectl.hardware.ledring import LedRing
-    from scopectl.hardware.ledring.sim import BoardFaults
+    from scopectl.hardware.benchtop.sim import BenchtopFaults, SimulatedBenchtop
+    from scopectl.hardware.ledring import LedRing, SerialLedRing
+    from scopectl.hardware.ledring.sim import BoardFaults, SimulatedLedBoard
     from scopectl.hardware.phone import PhoneCamera
     from scopectl.hardware.phone.sim import PhoneFaults
+    from scopectl.twin import Slide
 
 __all__ = [
     "BenchtopConfig",
@@ -371,9 +372,6 @@ def open_simulated_rig(
     127.0.0.1 (driven by :class:`PhoneCamera` with RSA authentication), and the benchtop is a Micro-Manager
     core with pure-Python devices.  All three see one slide of the digital twin.
     """
-    from scopectl.hardware.benchtop.sim import simulated_benchtop
-    from scopectl.hardware.ledring import SerialLedRing
-    from scopectl.hardware.ledring.sim import BatteryModel, SimulatedLedBoard
     from scopectl.hardware.phone import PhoneCamera, ensure_key
     from scopectl.hardware.phone.sim import SimulatedPhone
     from scopectl.twin import make_slide
@@ -386,14 +384,8 @@ def open_simulated_rig(
             workdir = Path(tmp.name)
             closers.append(tmp.cleanup)
         slide = make_slide(sample, seed=seed, width_um=slide_size_um[0], height_um=slide_size_um[1])  # type: ignore[arg-type]
-        # The battery sags with the LED load; it does not drain with wall-clock time, so a simulated
-        # acquisition is reproducible whatever its pace (the LED-ring tests exercise the drain).
         f = faults or SimRigFaults()
-        board = SimulatedLedBoard(battery=BatteryModel(charge=0.9, time_scale=0.0), faults=f.led)
-        led_path = board.start()
-        closers.append(board.stop)
-        led = SerialLedRing(led_path, watchdog_ms=60_000)  # stays lit across the longest gap between fields
-        closers.append(led.close)
+        board, led = _start_simulated_led(f, closers)
 
         world = SimulatedWorld(
             slide,
@@ -416,18 +408,7 @@ def open_simulated_rig(
         phone.connect()
         closers.append(phone.close)
 
-        # reproducible + approach: the same commanded tile gives the same frame, so resumed runs are identical
-        bench = simulated_benchtop(
-            slide,
-            seed=seed,
-            sensor_shape=benchtop_sensor_shape,
-            reproducible=True,
-            approach_um=20.0,
-            timeout_s=f.benchtop_timeout_s,
-        )
-        if f.benchtop is not None:
-            bench.world.faults = f.benchtop
-        closers.append(bench.close)
+        bench = _start_simulated_benchtop(slide, seed, benchtop_sensor_shape, f, closers)
     except BaseException:
         _close_all(closers)
         raise
@@ -448,9 +429,51 @@ def open_simulated_rig(
             **_describe(led, phone, bench),
         },
         world=world,
-        addresses={"led_ring": led_path, "phone": f"127.0.0.1:{port}"},
+        addresses={"led_ring": led.address, "phone": f"127.0.0.1:{port}"},
         _closers=closers,
     )
+
+
+def _start_simulated_led(
+    faults: SimRigFaults, closers: list[Callable[[], None]]
+) -> tuple[SimulatedLedBoard, SerialLedRing]:
+    """The simulated LED board on a pty, and the real driver connected to it."""
+    from scopectl.hardware.ledring import SerialLedRing
+    from scopectl.hardware.ledring.sim import BatteryModel, SimulatedLedBoard
+
+    # The battery sags with the LED load; it does not drain with wall-clock time, so a simulated
+    # acquisition is reproducible whatever its pace (the LED-ring tests exercise the drain).
+    board = SimulatedLedBoard(battery=BatteryModel(charge=0.9, time_scale=0.0), faults=faults.led)
+    led_path = board.start()
+    closers.append(board.stop)
+    led = SerialLedRing(led_path, watchdog_ms=60_000)  # stays lit across the longest gap between fields
+    closers.append(led.close)
+    return board, led
+
+
+def _start_simulated_benchtop(
+    slide: Slide,
+    seed: int,
+    sensor_shape: tuple[int, int],
+    faults: SimRigFaults,
+    closers: list[Callable[[], None]],
+) -> SimulatedBenchtop:
+    """The simulated benchtop looking at ``slide``."""
+    from scopectl.hardware.benchtop.sim import simulated_benchtop
+
+    # reproducible + approach: the same commanded tile gives the same frame, so resumed runs are identical
+    bench = simulated_benchtop(
+        slide,
+        seed=seed,
+        sensor_shape=sensor_shape,
+        reproducible=True,
+        approach_um=20.0,
+        timeout_s=faults.benchtop_timeout_s,
+    )
+    if faults.benchtop is not None:
+        bench.world.faults = faults.benchtop
+    closers.append(bench.close)
+    return bench
 
 
 def check_rig(rig: Rig) -> list[dict[str, Any]]:

@@ -595,41 +595,9 @@ class Benchtop:
         todo = [t for t in plan.tiles if (t.row, t.col) not in done_set]
         skipped = [(t.row, t.col) for t in plan.tiles if (t.row, t.col) in done_set]
         warnings: list[str] = []
-        fmap: FocusMapResult | None = None
         z_now = self.position_um()[2]
-        plane = FocusPlane(z_now, 0.0, 0.0)
-        if plan.focus == "map" and focus_plane is not None:
-            plane = focus_plane
-        elif plan.focus == "map" and todo:
-            fmap = self.focus_map(_focus_points(todo, focus_points), start_z_um=z_now)
-            if fmap.plane is None:
-                warnings.append("focus map: no point had contrast; scanning at the current height")
-            else:
-                plane = fmap.plane
-                failed = [p for p in fmap.points if not p[2].ok]
-                if failed:
-                    warnings.append(
-                        f"focus map: {len(failed)} of {len(fmap.points)} points had no usable focus"
-                    )
-
-        by_pos = {(round(t.x_um, 6), round(t.y_um, 6)): t for t in todo}
-        events: list[useq.MDAEvent] = []
-        for ev in plan.sequence:
-            if ev.x_pos is None or ev.y_pos is None:
-                continue
-            tile = by_pos.get((round(float(ev.x_pos), 6), round(float(ev.y_pos), 6)))
-            if tile is None:
-                continue
-            update: dict[str, Any] = {
-                "metadata": {**ev.metadata, "tile_row": tile.row, "tile_col": tile.col},
-                "sequence": None,
-            }
-            if plan.focus == "map":
-                update["z_pos"] = plane.z_at(tile.x_um, tile.y_um)
-            elif plan.focus == "fixed":
-                update["z_pos"] = z_now
-            events.append(ev.model_copy(update=update))
-
+        plane, fmap = self._scan_focus_plane(plan, todo, z_now, focus_points, focus_plane, warnings)
+        events = _scan_events(plan, todo, plane, z_now)
         engine = self.core.mda.engine
         if isinstance(engine, BenchtopEngine):
             engine.autofocus_results.clear()
@@ -653,6 +621,54 @@ class Benchtop:
             tile_shape=self.frame_shape,
             warnings=warnings,
         )
+
+    def _scan_focus_plane(
+        self,
+        plan: ScanPlan,
+        todo: list[PlannedTile],
+        z_now: float,
+        focus_points: int,
+        focus_plane: FocusPlane | None,
+        warnings: list[str],
+    ) -> tuple[FocusPlane, FocusMapResult | None]:
+        """The plane the tiles are focused on (and the focus map measured for it, if one was)."""
+        if plan.focus == "map" and focus_plane is not None:
+            return focus_plane, None
+        flat = FocusPlane(z_now, 0.0, 0.0)
+        if plan.focus != "map" or not todo:
+            return flat, None
+        fmap = self.focus_map(_focus_points(todo, focus_points), start_z_um=z_now)
+        if fmap.plane is None:
+            warnings.append("focus map: no point had contrast; scanning at the current height")
+            return flat, fmap
+        failed = [p for p in fmap.points if not p[2].ok]
+        if failed:
+            warnings.append(f"focus map: {len(failed)} of {len(fmap.points)} points had no usable focus")
+        return fmap.plane, fmap
+
+
+def _scan_events(
+    plan: ScanPlan, todo: list[PlannedTile], plane: FocusPlane, z_now: float
+) -> list[useq.MDAEvent]:
+    """The plan's events for the tiles still to do, with tile row/column and focus height."""
+    by_pos = {(round(t.x_um, 6), round(t.y_um, 6)): t for t in todo}
+    events: list[useq.MDAEvent] = []
+    for ev in plan.sequence:
+        if ev.x_pos is None or ev.y_pos is None:
+            continue
+        tile = by_pos.get((round(float(ev.x_pos), 6), round(float(ev.y_pos), 6)))
+        if tile is None:
+            continue
+        update: dict[str, Any] = {
+            "metadata": {**ev.metadata, "tile_row": tile.row, "tile_col": tile.col},
+            "sequence": None,
+        }
+        if plan.focus == "map":
+            update["z_pos"] = plane.z_at(tile.x_um, tile.y_um)
+        elif plan.focus == "fixed":
+            update["z_pos"] = z_now
+        events.append(ev.model_copy(update=update))
+    return events
 
 
 def _focus_points(tiles: list[PlannedTile], n: int) -> list[tuple[float, float]]:
