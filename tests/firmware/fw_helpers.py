@@ -7,9 +7,11 @@ The CRC is the package's (:func:`scopectl.hardware.ledring.protocol.crc8`); the 
 
 from __future__ import annotations
 
+import importlib.util
 import subprocess
 import time
 from pathlib import Path
+from types import ModuleType
 
 import pytest
 import serial
@@ -27,8 +29,20 @@ def frame(body: str) -> bytes:
     return raw + b"*%02X\n" % crc8(raw)
 
 
+def gen_vectors() -> ModuleType:
+    """The vectors generator (``firmware/tools/gen_vectors.py``) imported as a module."""
+    spec = importlib.util.spec_from_file_location("gen_vectors", FIRMWARE / "tools" / "gen_vectors.py")
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
 def make(*targets: str, timeout_s: float = 110.0) -> subprocess.CompletedProcess[str]:
-    """Run make in firmware/ and return the finished process (the caller checks the exit code)."""
+    """Run make in firmware/ and return the finished process (the caller checks the exit code).
+
+    ``targets`` may include variable assignments (``VECTORS_H=...``).
+    """
     return subprocess.run(
         ["make", "-C", str(FIRMWARE), *targets],
         capture_output=True,
