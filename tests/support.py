@@ -14,10 +14,16 @@ Tests marked ``hardware`` run only when pointed at a device::
 
 from __future__ import annotations
 
+import importlib.util
 import os
+import sys
+from pathlib import Path
+from types import ModuleType
 
 import numpy as np
 import pytest
+
+BENCHMARKS = Path(__file__).resolve().parents[1] / "benchmarks"
 
 
 def require_option(config: pytest.Config, option: str) -> str:
@@ -28,10 +34,25 @@ def require_option(config: pytest.Config, option: str) -> str:
     return str(value)
 
 
+def load_benchmark(name: str) -> ModuleType:
+    """Import ``benchmarks/<name>.py`` (a script, not a package) so a test can run what it measures."""
+    module_name = f"benchmarks_{name}"
+    if module_name in sys.modules:
+        return sys.modules[module_name]
+    spec = importlib.util.spec_from_file_location(module_name, BENCHMARKS / f"{name}.py")
+    assert spec is not None and spec.loader is not None, name
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[module_name] = module  # dataclasses look their module up there
+    try:
+        spec.loader.exec_module(module)
+    except BaseException:
+        del sys.modules[module_name]
+        raise
+    return module
+
+
 def write_test_dng(path: os.PathLike[str] | str, raw: np.ndarray, *, bits: int = 10) -> bytes:
     """Write a real Bayer-RGGB DNG of ``raw`` (uint16) with the twin's DNG encoder; return its bytes."""
-    from pathlib import Path
-
     from scopectl.twin.dng import write_dng
 
     data = write_dng(

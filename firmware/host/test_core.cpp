@@ -1,17 +1,24 @@
-// Host tests of the LED-ring protocol core against the shared vectors (protocols/led-ring-vectors.json),
-// plus a few properties the vectors cannot express (counter and clock wrap-around, ADC averaging).
+// Host tests of the LED-ring protocol core against the shared vectors (protocols/led-ring-vectors.json,
+// compiled in from the generated header host/led_ring_vectors.h), plus a few properties the vectors cannot
+// express (counter and clock wrap-around, ADC averaging).
 //
-//   build/host/test_core ../protocols/led-ring-vectors.json                 # run
-//   build/host/test_core ../protocols/led-ring-vectors.json --write-seeds D # fuzzer seed corpus
+//   build/host/test_core                   # run
+//   build/host/test_core --write-seeds D   # fuzzer seed corpus
+//
+// VECTORS_HEADER names the header to compile in (the Makefile's VECTORS_H; the tests build one from a
+// deliberately wrong vectors file to see this program fail).
 #include <cstdio>
 #include <cstring>
 #include <fstream>
-#include <sstream>
 #include <string>
 
 #include "host_platform.h"
 #include "ledring_core.h"
-#include "mini_json.h"
+
+#ifndef VECTORS_HEADER
+#define VECTORS_HEADER "led_ring_vectors.h"
+#endif
+#include VECTORS_HEADER
 
 namespace {
 
@@ -106,43 +113,44 @@ void fresh_board(int adc) {
     host_boot();
 }
 
-void run_case(const Json &c, const Json &doc) {
-    g_case = c["name"].s;
-    fresh_board(static_cast<int>(doc["default_env"]["adc"].i));
+void run_case(const vectors::Case &c, const vectors::Document &doc) {
+    g_case = c.name;
+    fresh_board(static_cast<int>(doc.default_adc));
     const std::string boot = host_take_output();
-    const std::string boot_body = "!:BOOT " + doc["firmware"].s + " " + std::to_string(doc["protocol"].i);
+    const std::string boot_body = std::string("!:BOOT ") + doc.firmware + " " + std::to_string(doc.protocol);
     check_eq(boot, frame(boot_body), "boot event");
-    for (const Json &st : c["steps"].a) {
+    for (const vectors::Step &st : c.steps) {
         std::string want;
-        for (const Json &l : st["expect"].a) want += l.s;
+        for (const vectors::Bytes &l : st.expect) want += l.str();
         std::string label;
-        if (st.has("send")) {
-            label = "send " + printable(st["send"].s);
-            host_feed(st["send"].s, st.has("rx_overrun") && st["rx_overrun"].b);
-        } else if (st.has("advance_ms")) {
-            label = "advance " + std::to_string(st["advance_ms"].i) + " ms";
-            host_advance(static_cast<uint32_t>(st["advance_ms"].i));
-        } else if (st.has("set_adc")) {
-            label = "set_adc";
-            g_host.adc = static_cast<uint16_t>(st["set_adc"].i);
-        } else {
-            check(false, "unknown step kind");
-            continue;
+        switch (st.kind) {
+            case vectors::Step::kSend:
+                label = "send " + printable(st.send.str());
+                host_feed(st.send.str(), st.rx_overrun);
+                break;
+            case vectors::Step::kAdvanceMs:
+                label = "advance " + std::to_string(st.value) + " ms";
+                host_advance(static_cast<uint32_t>(st.value));
+                break;
+            case vectors::Step::kSetAdc:
+                label = "set_adc";
+                g_host.adc = static_cast<uint16_t>(st.value);
+                break;
         }
         const std::string got = host_take_output();
         check_lines_framed(got);
         check_eq(got, want, label);
     }
-    if (!c.has("expect_state")) return;
-    const Json &s = c["expect_state"];
+    if (c.expect_state == nullptr) return;
+    const vectors::State &s = *c.expect_state;
     const LedringBoard &B = ledring_board;
-    if (s.has("shown")) check_eq(hex_of(B.shown, sizeof B.shown), s["shown"].s, "state.shown");
-    if (s.has("staged")) check_eq(hex_of(B.staged, sizeof B.staged), s["staged"].s, "state.staged");
-    if (s.has("brightness")) check_eq(B.shown_bri, s["brightness"].i, "state.brightness");
-    if (s.has("staged_brightness")) check_eq(B.staged_bri, s["staged_brightness"].i, "state.staged_brightness");
-    if (s.has("frame_no")) check_eq(B.frame_no, s["frame_no"].i, "state.frame_no");
-    if (s.has("timeout_ms")) check_eq(B.timeout_ms, s["timeout_ms"].i, "state.timeout_ms");
-    if (s.has("wire_rgb")) check_eq(wire_rgb_hex(), s["wire_rgb"].s, "state.wire_rgb (last WS2812 frame)");
+    if (s.shown) check_eq(hex_of(B.shown, sizeof B.shown), s.shown, "state.shown");
+    if (s.staged) check_eq(hex_of(B.staged, sizeof B.staged), s.staged, "state.staged");
+    if (s.brightness.set) check_eq(B.shown_bri, s.brightness.value, "state.brightness");
+    if (s.staged_brightness.set) check_eq(B.staged_bri, s.staged_brightness.value, "state.staged_brightness");
+    if (s.frame_no.set) check_eq(B.frame_no, s.frame_no.value, "state.frame_no");
+    if (s.timeout_ms.set) check_eq(B.timeout_ms, s.timeout_ms.value, "state.timeout_ms");
+    if (s.wire_rgb) check_eq(wire_rgb_hex(), s.wire_rgb, "state.wire_rgb (last WS2812 frame)");
 }
 
 void extra_properties() {
@@ -218,45 +226,33 @@ void extra_properties() {
 }  // namespace
 
 int main(int argc, char **argv) {
-    if (argc < 2) {
-        std::fprintf(stderr, "usage: %s VECTORS.json [--write-seeds DIR]\n", argv[0]);
+    const bool seeds = argc == 3 && std::strcmp(argv[1], "--write-seeds") == 0;
+    if (argc != 1 && !seeds) {
+        std::fprintf(stderr, "usage: %s [--write-seeds DIR]\n", argv[0]);
         return 2;
     }
-    std::ifstream in(argv[1], std::ios::binary);
-    if (!in) {
-        std::fprintf(stderr, "cannot read %s\n", argv[1]);
-        return 2;
-    }
-    std::stringstream ss;
-    ss << in.rdbuf();
-    Json doc;
-    try {
-        doc = JsonParser(ss.str()).parse();
-    } catch (const std::exception &e) {
-        std::fprintf(stderr, "%s: %s\n", argv[1], e.what());
-        return 2;
-    }
-    if (argc == 4 && std::strcmp(argv[2], "--write-seeds") == 0) {
+    const vectors::Document &doc = vectors::kDocument;
+    if (seeds) {
         int n = 0;
-        for (const Json &c : doc["board_cases"].a) {
+        for (const vectors::Case &c : doc.board_cases) {
             std::string bytes;
-            for (const Json &st : c["steps"].a)
-                if (st.has("send")) bytes += st["send"].s;
-            std::ofstream(std::string(argv[3]) + "/" + c["name"].s, std::ios::binary) << bytes;
+            for (const vectors::Step &st : c.steps)
+                if (st.kind == vectors::Step::kSend) bytes += st.send.str();
+            std::ofstream(std::string(argv[2]) + "/" + c.name, std::ios::binary) << bytes;
             n++;
         }
-        std::printf("wrote %d seeds to %s\n", n, argv[3]);
+        std::printf("wrote %d seeds to %s\n", n, argv[2]);
         return 0;
     }
     g_case = "crc8";
-    for (const Json &v : doc["crc8"].a) {
+    for (const vectors::Crc8Example &v : doc.crc8) {
         char got[3];
-        std::snprintf(got, sizeof got, "%02X", ledring_crc8(reinterpret_cast<const uint8_t *>(v["data"].s.data()),
-                                                            static_cast<uint16_t>(v["data"].s.size())));
-        check_eq(got, v["crc"].s, "crc8(\"" + v["data"].s + "\")");
+        std::snprintf(got, sizeof got, "%02X", ledring_crc8(reinterpret_cast<const uint8_t *>(v.data.data),
+                                                            static_cast<uint16_t>(v.data.size)));
+        check_eq(got, v.crc, "crc8(\"" + printable(v.data.str()) + "\")");
     }
     int cases = 0;
-    for (const Json &c : doc["board_cases"].a) {
+    for (const vectors::Case &c : doc.board_cases) {
         run_case(c, doc);
         cases++;
     }

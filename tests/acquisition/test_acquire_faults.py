@@ -21,8 +21,8 @@ from scopectl.acquisition.plan import build_plan
 from scopectl.acquisition.protocol import load_protocol
 from scopectl.cli.main import main
 from scopectl.errors import DeviceError, DeviceTimeoutError
-from scopectl.hardware.benchtop import BenchtopFaults
-from scopectl.hardware.ledring import BoardFaults
+from scopectl.hardware.benchtop.sim import BenchtopFaults
+from scopectl.hardware.ledring.sim import BoardFaults
 from scopectl.hardware.phone.sim import PhoneFaults
 from scopectl.hardware.rig import ManualPhoneStage, SimRigFaults, open_simulated_rig
 from scopectl.stitching import stitch_store

@@ -13,7 +13,8 @@ import cv2
 import numpy as np
 import pytest
 
-from scopectl.hardware.benchtop import Benchtop, FocusPlane, SimStageParams
+from scopectl.hardware.benchtop import FocusPlane
+from scopectl.hardware.benchtop.sim import SimStageParams, SimulatedBenchtop, simulated_benchtop
 
 
 class PatternRenderer:
@@ -85,8 +86,8 @@ def pattern() -> PatternRenderer:
 
 
 @pytest.fixture
-def sim_bench(pattern: PatternRenderer) -> Iterator[Benchtop]:
-    bench = Benchtop.simulated(
+def sim_bench(pattern: PatternRenderer) -> Iterator[SimulatedBenchtop]:
+    bench = simulated_benchtop(
         pattern,
         seed=3,
         sensor_shape=(256, 256),

@@ -2,7 +2,7 @@
 
 - autofocus finds focus within the depth of field from several starting heights;
 - a tile scan (with a stage that misses its targets by a few µm) plus stitching places the tiles to
-  better than 0.5 benchtop pixels RMS (``docs/stitching.md`` has the full-size measurement).
+  better than 0.5 benchtop pixels RMS (``docs/stitching.md`` has the full-size measurement, by ``benchmarks/stitching_accuracy.py``).
 """
 
 from __future__ import annotations
@@ -11,9 +11,10 @@ from collections.abc import Iterator
 
 import pytest
 
-from scopectl.hardware.benchtop import Benchtop, FocusPlane, SimStageParams
-from scopectl.hardware.benchtop.measure import measure_stitching_accuracy
+from scopectl.hardware.benchtop import FocusPlane
+from scopectl.hardware.benchtop.sim import SimStageParams, SimulatedBenchtop, simulated_benchtop
 from scopectl.twin import BenchtopModel, Slide, make_slide
+from support import load_benchmark
 
 
 @pytest.fixture(scope="module")
@@ -22,8 +23,8 @@ def lung() -> Slide:
 
 
 @pytest.fixture
-def twin_bench(lung: Slide) -> Iterator[Benchtop]:
-    with Benchtop.simulated(
+def twin_bench(lung: Slide) -> Iterator[SimulatedBenchtop]:
+    with simulated_benchtop(
         lung,
         seed=4,
         sensor_shape=(256, 256),
@@ -37,7 +38,7 @@ def twin_bench(lung: Slide) -> Iterator[Benchtop]:
 @pytest.mark.slow
 @pytest.mark.parametrize("offset_um", [-12.0, 4.0, 18.0])
 def test_autofocus_on_the_twin_within_depth_of_field(
-    twin_bench: Benchtop, lung: Slide, offset_um: float
+    twin_bench: SimulatedBenchtop, lung: Slide, offset_um: float
 ) -> None:
     world = twin_bench.world
     assert world is not None
@@ -57,7 +58,7 @@ def test_autofocus_on_the_twin_within_depth_of_field(
 
 @pytest.mark.slow
 def test_scan_and_stitch_the_twin_below_half_a_pixel() -> None:
-    out = measure_stitching_accuracy(
+    out = load_benchmark("stitching_accuracy").measure_stitching_accuracy(
         seed=1, rows=3, cols=3, tile_px=384, overlap=0.1, position_error_um=1.5, focus="map", focus_points=3
     )
     assert out["grid"] == [3, 3]

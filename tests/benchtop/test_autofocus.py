@@ -10,13 +10,13 @@ import pytest
 
 from scopectl.hardware.benchtop import (
     AutofocusSettings,
-    Benchtop,
     FocusPlane,
+    MemorySink,
     ScanRegion,
     focus_score,
     search_focus,
 )
-from scopectl.hardware.benchtop.measure import MemorySink
+from scopectl.hardware.benchtop.sim import SimulatedBenchtop
 
 
 def test_focus_score_falls_with_blur_and_ignores_exposure(make_pattern: Any) -> None:
@@ -77,7 +77,7 @@ def test_settings_are_validated() -> None:
 
 
 @pytest.mark.parametrize("offset_um", [-14.0, -3.0, 5.0, 26.0])
-def test_benchtop_autofocus_within_depth_of_field(sim_bench: Benchtop, offset_um: float) -> None:
+def test_benchtop_autofocus_within_depth_of_field(sim_bench: SimulatedBenchtop, offset_um: float) -> None:
     world = sim_bench.world
     assert world is not None
     sim_bench.move_xy_um(150.0, 120.0)
@@ -88,7 +88,9 @@ def test_benchtop_autofocus_within_depth_of_field(sim_bench: Benchtop, offset_um
     assert sim_bench.position_um()[2] == pytest.approx(res.z_um)
 
 
-def test_benchtop_autofocus_on_an_empty_field_keeps_the_start(sim_bench: Benchtop, make_pattern: Any) -> None:
+def test_benchtop_autofocus_on_an_empty_field_keeps_the_start(
+    sim_bench: SimulatedBenchtop, make_pattern: Any
+) -> None:
     world = sim_bench.world
     assert world is not None
     world.renderer = make_pattern(seed=1, blank_x_um=0.0)  # bare glass everywhere right of x = 0
@@ -99,7 +101,7 @@ def test_benchtop_autofocus_on_an_empty_field_keeps_the_start(sim_bench: Benchto
     assert sim_bench.position_um()[2] == pytest.approx(17.0)
 
 
-def test_focus_map_recovers_a_tilted_slide(sim_bench: Benchtop) -> None:
+def test_focus_map_recovers_a_tilted_slide(sim_bench: SimulatedBenchtop) -> None:
     world = sim_bench.world
     assert world is not None
     pts = [(100.0, 100.0), (700.0, 100.0), (700.0, 500.0), (100.0, 500.0), (400.0, 300.0)]
@@ -111,7 +113,7 @@ def test_focus_map_recovers_a_tilted_slide(sim_bench: Benchtop) -> None:
     assert FocusPlane.fit(np.array([[0.0, 0.0, 2.0]])) == FocusPlane(2.0, 0.0, 0.0)
 
 
-def test_autofocus_inside_the_mda_run_follows_the_tilt(sim_bench: Benchtop) -> None:
+def test_autofocus_inside_the_mda_run_follows_the_tilt(sim_bench: SimulatedBenchtop) -> None:
     world = sim_bench.world
     assert world is not None
     sink = MemorySink([])

@@ -15,18 +15,15 @@ import numpy as np
 import pytest
 
 from scopectl.errors import DeviceError
-from scopectl.hardware.benchtop import (
-    AutofocusResult,
-    Benchtop,
-    FocusPlane,
-    ScanRegion,
+from scopectl.hardware.benchtop import AutofocusResult, Benchtop, FocusPlane, MemorySink, ScanRegion
+from scopectl.hardware.benchtop.sim import (
     SimStageParams,
     SimulatedWorld,
     register_world,
+    simulated_benchtop,
+    simulated_config_text,
     unregister_world,
 )
-from scopectl.hardware.benchtop.devices import simulated_config_text
-from scopectl.hardware.benchtop.measure import MemorySink
 from support import require_option
 
 
@@ -44,7 +41,7 @@ def bench(request: pytest.FixtureRequest, make_pattern: type, tmp_path: Path) ->
         cfg.write_text(simulated_config_text(world=world_name, sensor_shape=(192, 256)))
         bt = Benchtop.from_config(cfg, pixel_size_um=0.37, mm_path=tmp_path)
     else:
-        bt = Benchtop.simulated(
+        bt = simulated_benchtop(
             make_pattern(seed=9),
             seed=1,
             sensor_shape=(192, 256),

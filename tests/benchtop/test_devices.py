@@ -10,18 +10,21 @@ import numpy as np
 import pytest
 
 from scopectl.errors import ConfigError, DeviceError, DeviceTimeoutError
-from scopectl.hardware.benchtop import (
-    Benchtop,
-    FocusPlane,
+from scopectl.hardware.benchtop import Benchtop, FocusPlane
+from scopectl.hardware.benchtop.sim import (
     SimStageParams,
+    SimulatedBenchtop,
     SimulatedWorld,
     register_world,
+    simulated_benchtop,
+    simulated_config_text,
     unregister_world,
 )
-from scopectl.hardware.benchtop.devices import simulated_config_text
 
 
-def test_stage_reports_commanded_position_but_lands_with_error_and_backlash(sim_bench: Benchtop) -> None:
+def test_stage_reports_commanded_position_but_lands_with_error_and_backlash(
+    sim_bench: SimulatedBenchtop,
+) -> None:
     world = sim_bench.world
     assert world is not None
     errors = []
@@ -38,7 +41,7 @@ def test_stage_reports_commanded_position_but_lands_with_error_and_backlash(sim_
 
 def test_backlash_is_taken_up_by_unidirectional_approach(pattern: Any) -> None:
     stage = SimStageParams(time_scale=0.0, position_error_um=0.0, backlash_um=4.0)
-    with Benchtop.simulated(pattern, sensor_shape=(64, 64), stage=stage, approach_um=20.0) as bench:
+    with simulated_benchtop(pattern, sensor_shape=(64, 64), stage=stage, approach_um=20.0) as bench:
         world = bench.world
         assert world is not None
         bench.move_xy_um(100.0, 100.0)
@@ -46,7 +49,7 @@ def test_backlash_is_taken_up_by_unidirectional_approach(pattern: Any) -> None:
         bench.move_xy_um(300.0, 300.0)
         bench.move_xy_um(100.0, 100.0)  # arrives from the other side, but approaches from below
         assert world.true_xy() == pytest.approx(right)
-    with Benchtop.simulated(pattern, sensor_shape=(64, 64), stage=stage, approach_um=0.0) as bench:
+    with simulated_benchtop(pattern, sensor_shape=(64, 64), stage=stage, approach_um=0.0) as bench:
         world = bench.world
         assert world is not None
         bench.move_xy_um(100.0, 100.0)
@@ -56,7 +59,7 @@ def test_backlash_is_taken_up_by_unidirectional_approach(pattern: Any) -> None:
         assert np.subtract(world.true_xy(), right) == pytest.approx((4.0, 4.0))
 
 
-def test_moves_outside_the_limits_raise_device_error(sim_bench: Benchtop) -> None:
+def test_moves_outside_the_limits_raise_device_error(sim_bench: SimulatedBenchtop) -> None:
     with pytest.raises(
         DeviceError, match=r"benchtop simulated: cannot move the stage .*outside the stage limits"
     ):
@@ -70,7 +73,7 @@ def test_moves_outside_the_limits_raise_device_error(sim_bench: Benchtop) -> Non
 def test_a_slow_stage_times_out(pattern: Any) -> None:
     slow = SimStageParams(time_scale=1.0, xy_speed_um_per_s=1000.0)
     with (
-        Benchtop.simulated(pattern, sensor_shape=(64, 64), stage=slow, timeout_s=0.05) as bench,
+        simulated_benchtop(pattern, sensor_shape=(64, 64), stage=slow, timeout_s=0.05) as bench,
         pytest.raises(DeviceTimeoutError, match="timed out"),
     ):
         bench.move_xy_um(5000.0, 0.0)  # 5 s of travel
@@ -78,7 +81,7 @@ def test_a_slow_stage_times_out(pattern: Any) -> None:
 
 def test_travel_takes_time_and_the_stage_is_busy_meanwhile(pattern: Any) -> None:
     stage = SimStageParams(time_scale=1.0, xy_speed_um_per_s=100.0, xy_settle_ms=0.0)
-    with Benchtop.simulated(pattern, sensor_shape=(64, 64), stage=stage) as bench:
+    with simulated_benchtop(pattern, sensor_shape=(64, 64), stage=stage) as bench:
         core = bench.core
         core.setXYPosition(400.0, 0.0)  # 4 s of travel
         assert core.deviceBusy("XY")
@@ -90,7 +93,7 @@ def test_travel_takes_time_and_the_stage_is_busy_meanwhile(pattern: Any) -> None
         assert bench.position_um()[0] == pytest.approx(x_stopped + 1.0)
 
 
-def test_camera_noise_changes_per_snap_and_closed_shutter_is_dark(sim_bench: Benchtop) -> None:
+def test_camera_noise_changes_per_snap_and_closed_shutter_is_dark(sim_bench: SimulatedBenchtop) -> None:
     a = sim_bench.snap().astype(np.int16)
     b = sim_bench.snap().astype(np.int16)
     assert a.shape == (256, 256, 3)
@@ -108,7 +111,7 @@ def test_camera_noise_changes_per_snap_and_closed_shutter_is_dark(sim_bench: Ben
     assert len(set(seeds)) == len(seeds)
 
 
-def test_exposure_and_roi(sim_bench: Benchtop) -> None:
+def test_exposure_and_roi(sim_bench: SimulatedBenchtop) -> None:
     base = sim_bench.snap().mean()
     sim_bench.set_exposure_ms(5.0)
     assert sim_bench.exposure_ms() == 5.0
@@ -164,7 +167,7 @@ def test_from_config_errors(tmp_path: Path, cfg_world: SimulatedWorld) -> None:
 
 
 def test_closed_benchtop_refuses_commands(pattern: Any, fast_stage: SimStageParams) -> None:
-    bench = Benchtop.simulated(pattern, sensor_shape=(32, 32), stage=fast_stage)
+    bench = simulated_benchtop(pattern, sensor_shape=(32, 32), stage=fast_stage)
     bench.close()
     bench.close()
     with pytest.raises(DeviceError, match="closed"):

@@ -10,15 +10,16 @@ import numpy as np
 import pytest
 
 from scopectl.errors import ConfigError, StoreError
-from scopectl.hardware.benchtop import Benchtop, ScanRegion, SimStageParams
-from scopectl.hardware.benchtop.measure import MemorySink, rms_error_px
+from scopectl.hardware.benchtop import MemorySink, ScanRegion
+from scopectl.hardware.benchtop.sim import SimStageParams, SimulatedBenchtop, simulated_benchtop
 from scopectl.stitching import nominal_positions_from_stage, stitch_store
 from scopectl.store import SlideStore, TileRecord
+from support import load_benchmark
 
 REGION = ScanRegion(100.0, 100.0, 300.0, 260.0)  # 2 x 3 tiles of 256 px (94.7 um) at 15 % overlap
 
 
-def test_plan_is_a_useq_grid_covering_the_region(sim_bench: Benchtop) -> None:
+def test_plan_is_a_useq_grid_covering_the_region(sim_bench: SimulatedBenchtop) -> None:
     plan = sim_bench.plan_scan(REGION, overlap=0.15, focus="fixed")
     assert plan.grid_shape == (2, 3)
     assert sorted((t.row, t.col) for t in plan.tiles) == [(r, c) for r in range(2) for c in range(3)]
@@ -37,7 +38,7 @@ def test_plan_is_a_useq_grid_covering_the_region(sim_bench: Benchtop) -> None:
         sim_bench.plan_scan(REGION, overlap=0.9)
 
 
-def test_scan_writes_every_tile_at_its_position(sim_bench: Benchtop) -> None:
+def test_scan_writes_every_tile_at_its_position(sim_bench: SimulatedBenchtop) -> None:
     world = sim_bench.world
     assert world is not None
     sink = MemorySink([])
@@ -74,7 +75,7 @@ class FailingSink(MemorySink):
 def test_a_failing_sink_stops_the_run_with_its_error(pattern: Any) -> None:
     # moves take 0.2 s, so the cancellation (on the handler's relay thread) lands long before the end
     stage = SimStageParams(time_scale=1.0, xy_settle_ms=200.0, position_error_um=0.5)
-    with Benchtop.simulated(pattern, sensor_shape=(256, 256), stage=stage, start_z_um=0.0) as bench:
+    with simulated_benchtop(pattern, sensor_shape=(256, 256), stage=stage, start_z_um=0.0) as bench:
         world = bench.world
         assert world is not None
         sink = FailingSink(fail_at=2)
@@ -86,7 +87,7 @@ def test_a_failing_sink_stops_the_run_with_its_error(pattern: Any) -> None:
         assert bench.snap().shape == (256, 256, 3)  # and the benchtop is usable afterwards
 
 
-def test_resume_skips_tiles_already_done(sim_bench: Benchtop) -> None:
+def test_resume_skips_tiles_already_done(sim_bench: SimulatedBenchtop) -> None:
     sink = MemorySink([])
     done = {(0, 0), (0, 1), (1, 2)}
     result = sim_bench.scan(REGION, 0.15, sink, focus="fixed", done=done)
@@ -94,7 +95,7 @@ def test_resume_skips_tiles_already_done(sim_bench: Benchtop) -> None:
     assert sorted((r.row, r.col) for r in sink.tiles) == [(0, 2), (1, 0), (1, 1)]
 
 
-def test_scan_into_slide_store_and_stitch(sim_bench: Benchtop, tmp_path: Path) -> None:
+def test_scan_into_slide_store_and_stitch(sim_bench: SimulatedBenchtop, tmp_path: Path) -> None:
     world = sim_bench.world
     assert world is not None
     path = tmp_path / "slides" / "s1.h5"
@@ -125,4 +126,5 @@ def test_scan_into_slide_store_and_stitch(sim_bench: Benchtop, tmp_path: Path) -
     xy = np.array([[m["stage_x_um"], m["stage_y_um"]] for m in meta])
     true_xy = np.array([[world.truth_for(*p).true_x_um, world.truth_for(*p).true_y_um] for p in xy])
     true = nominal_positions_from_stage(true_xy, pixel_size_um=0.37, tile_shape=(256, 256))
+    rms_error_px = load_benchmark("stitching_accuracy").rms_error_px
     assert rms_error_px(result.positions_px, true)[0] < 0.5

@@ -12,7 +12,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from fw_helpers import FIRMWARE, Link, make
 
-from scopectl.hardware.ledring.fil import FirmwareInTheLoop
+from scopectl.hardware.ledring.sim.fil import FirmwareInTheLoop
 
 
 @pytest.fixture(scope="session")

@@ -1,28 +1,26 @@
 """Helpers shared by the firmware tests (importable because tests/firmware/conftest.py puts this folder on
-sys.path): paths, the CRC, make, a line-level serial client."""
+sys.path): paths, framing, make, a line-level serial client.
+
+The CRC is the package's (:func:`scopectl.hardware.ledring.protocol.crc8`); the vectors generator
+(``firmware/tools/gen_vectors.py``) is the reference, and ``tests/ledring/test_protocol.py`` and
+``test_build.py`` check the package's CRC against the vectors it wrote."""
 
 from __future__ import annotations
 
+import importlib.util
 import subprocess
 import time
 from pathlib import Path
+from types import ModuleType
 
 import pytest
 import serial
 
+from scopectl.hardware.ledring.protocol import crc8
+
 REPO = Path(__file__).resolve().parents[2]
 FIRMWARE = REPO / "firmware"
 VECTORS = REPO / "protocols" / "led-ring-vectors.json"
-
-
-def crc8(data: bytes) -> int:
-    """CRC-8 (poly 0x07, init 0, no reflection, no xorout), written independently of the firmware."""
-    crc = 0
-    for byte in data:
-        crc ^= byte
-        for _ in range(8):
-            crc = ((crc << 1) ^ 0x07) & 0xFF if crc & 0x80 else (crc << 1) & 0xFF
-    return crc
 
 
 def frame(body: str) -> bytes:
@@ -31,8 +29,20 @@ def frame(body: str) -> bytes:
     return raw + b"*%02X\n" % crc8(raw)
 
 
+def gen_vectors() -> ModuleType:
+    """The vectors generator (``firmware/tools/gen_vectors.py``) imported as a module."""
+    spec = importlib.util.spec_from_file_location("gen_vectors", FIRMWARE / "tools" / "gen_vectors.py")
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
 def make(*targets: str, timeout_s: float = 110.0) -> subprocess.CompletedProcess[str]:
-    """Run make in firmware/ and return the finished process (the caller checks the exit code)."""
+    """Run make in firmware/ and return the finished process (the caller checks the exit code).
+
+    ``targets`` may include variable assignments (``VECTORS_H=...``).
+    """
     return subprocess.run(
         ["make", "-C", str(FIRMWARE), *targets],
         capture_output=True,

@@ -8,7 +8,9 @@ import subprocess
 import sys
 from pathlib import Path
 
-from fw_helpers import FIRMWARE, REPO, VECTORS, crc8
+from fw_helpers import FIRMWARE, REPO, VECTORS
+
+from scopectl.hardware.ledring.protocol import crc8
 
 FLASH_BYTES = 32768 - 512  # minus the optiboot bootloader
 RAM_BYTES = 2048

@@ -12,7 +12,7 @@ import pytest
 from fw_helpers import FIRMWARE, VECTORS, Link, frame, make
 
 from scopectl.errors import DeviceNotFoundError
-from scopectl.hardware.ledring.fil import FirmwareInTheLoop
+from scopectl.hardware.ledring.sim.fil import FirmwareInTheLoop
 
 # WS2812B high-phase windows in 16 MHz cycles (datasheet: T0H 0.4 us, T1H 0.8 us, +-150 ns)
 T0H = range(4, 9)

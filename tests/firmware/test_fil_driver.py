@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from scopectl.hardware.ledring import SerialLedRing
-from scopectl.hardware.ledring.fil import FirmwareInTheLoop
+from scopectl.hardware.ledring.sim.fil import FirmwareInTheLoop
 
 
 @pytest.fixture

@@ -7,7 +7,7 @@ import subprocess
 from pathlib import Path
 
 import pytest
-from fw_helpers import FIRMWARE, VECTORS, make
+from fw_helpers import VECTORS, gen_vectors, make
 
 pytestmark = pytest.mark.external("host-cxx")
 
@@ -21,19 +21,14 @@ def test_host_tests_pass_against_shared_vectors() -> None:
 
 
 def test_host_test_detects_a_wrong_expectation(tmp_path: Path) -> None:
-    proc = make("build/host/test_core")
-    assert proc.returncode == 0, proc.stdout + proc.stderr
     doc = json.loads(VECTORS.read_text(encoding="ascii"))
     hello = next(c for c in doc["board_cases"] if c["name"] == "hello")
     hello["steps"][0]["expect"] = ["00:OK SCOPECTL-LEDRING 9.9.9 1 12*00\n"]
-    bad = tmp_path / "bad.json"
-    bad.write_text(json.dumps(doc), encoding="ascii")
-    run = subprocess.run(
-        [str(FIRMWARE / "build" / "host" / "test_core"), str(bad)],
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
+    header = tmp_path / "led_ring_vectors.h"
+    header.write_text(gen_vectors().header_text(doc), encoding="ascii")
+    program = tmp_path / "test_core"
+    proc = make(f"VECTORS_H={header}", f"TEST_CORE={program}", str(program))
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    run = subprocess.run([str(program)], capture_output=True, text=True, timeout=60, check=False)
     assert run.returncode == 1
     assert "FAIL [hello]" in run.stdout

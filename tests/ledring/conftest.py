@@ -21,8 +21,8 @@ from typing import Any
 
 import pytest
 
-from scopectl.hardware.ledring import SimulatedFirmataBoard, SimulatedLedBoard
 from scopectl.hardware.ledring.protocol import encode_reply, encode_request
+from scopectl.hardware.ledring.sim import SimulatedFirmataBoard, SimulatedLedBoard
 from support import require_option
 
 VECTORS_PATH = Path(__file__).resolve().parents[2] / "protocols" / "led-ring-vectors.json"
@@ -51,7 +51,7 @@ def fil_module() -> Any:
 
     Needs the ``avr-toolchain`` and ``simavr`` capabilities (see ``tests/conftest.py``).
     """
-    module = importlib.import_module("scopectl.hardware.ledring.fil")
+    module = importlib.import_module("scopectl.hardware.ledring.sim.fil")
     module.build_firmware()
     return module
 

@@ -1,4 +1,4 @@
-"""FirmataLedRing (pyfirmata2) against the simulated StandardFirmata board and, with ``-m hardware
+"""FirmataLedRing against the simulated StandardFirmata board and, with ``-m hardware
 --firmata-port PATH``, a real one; faults on the simulated board."""
 
 from __future__ import annotations
@@ -13,15 +13,9 @@ from pyfirmata2 import BOARDS
 from pyfirmata2.util import pin_list_to_board_dict
 
 from scopectl.errors import DeviceError, DeviceNotFoundError, DeviceTimeoutError
-from scopectl.hardware.ledring import (
-    BoardFaults,
-    FirmataLedRing,
-    LedRingConfig,
-    SimulatedFirmataBoard,
-    SimulatedLedBoard,
-    open_led_ring,
-)
-from scopectl.hardware.ledring.sim_firmata import CAPABILITY_QUERY, END_SYSEX, START_SYSEX
+from scopectl.hardware.ledring import FirmataLedRing, LedRingConfig, open_led_ring
+from scopectl.hardware.ledring.sim import BoardFaults, SimulatedFirmataBoard, SimulatedLedBoard
+from scopectl.hardware.ledring.sim.firmata_board import CAPABILITY_QUERY, END_SYSEX, START_SYSEX
 
 FAST: dict[str, Any] = {"setup_wait_s": 0.0, "timeout_s": 0.2, "connect_timeout_s": 0.6}
 
@@ -165,6 +159,21 @@ def test_brownout_gives_one_clear_error(board: SimulatedFirmataBoard) -> None:
         assert board.duty() == 20
 
 
+def test_a_board_still_streaming_from_an_earlier_session_opens(board: SimulatedFirmataBoard) -> None:
+    """A board left streaming analog reports (every 1 ms) is drained with a deadline, then driven."""
+    assert board.path is not None
+    with board._lock:
+        board.analog_reporting[0] = True
+        board.sampling_interval_ms = 1
+    started = time.monotonic()
+    with FirmataLedRing(board.path, **FAST) as ring:
+        assert time.monotonic() - started < 2.0
+        ring.set_all((255, 255, 255), brightness=90)
+        assert board.duty() == 90
+        assert ring.battery_mv() == pytest.approx(board.battery_mv, abs=60.0)
+    assert not board.analog_reporting[0]  # closing stops the reports
+
+
 def test_capability_response_describes_an_uno(board: SimulatedFirmataBoard) -> None:
     with board._lock:
         reply = b"".join(board._feed(b)[0] for b in (START_SYSEX, CAPABILITY_QUERY, END_SYSEX))
@@ -196,7 +205,7 @@ def test_board_error_strings_are_logged(
 ) -> None:
     assert board.path is not None
     with FirmataLedRing(board.path, **FAST) as ring:
-        ring._board.sp.write(bytes((0xF4, 2, 3)))  # SET_PIN_MODE pin 2 PWM: not a PWM pin on an Uno
+        ring._link.write(bytes((0xF4, 2, 3)))  # SET_PIN_MODE pin 2 PWM: not a PWM pin on an Uno
         ring.state()
         assert ring.board_messages == ["Unknown pin mode"]
         assert "Unknown pin mode" in caplog.text

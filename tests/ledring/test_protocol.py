@@ -9,7 +9,6 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from scopectl.hardware.ledring.board import BatteryModel, BoardCore, adc_from_mv, mv_from_adc_sum
 from scopectl.hardware.ledring.protocol import (
     ErrorCode,
     LineError,
@@ -21,6 +20,7 @@ from scopectl.hardware.ledring.protocol import (
     parse_message,
     scale_channel,
 )
+from scopectl.hardware.ledring.sim.firmware_model import BatteryModel, BoardCore, adc_from_mv, mv_from_adc_sum
 
 
 def _bytes(text: str) -> bytes:

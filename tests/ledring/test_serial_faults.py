@@ -10,9 +10,10 @@ import numpy as np
 import pytest
 
 from scopectl.errors import DeviceError, DeviceProtocolError, DeviceTimeoutError
-from scopectl.hardware.ledring import BoardFaults, SerialLedRing, SimulatedLedBoard
-from scopectl.hardware.ledring.board import BoardCore
+from scopectl.hardware.ledring import SerialLedRing
 from scopectl.hardware.ledring.protocol import encode_reply
+from scopectl.hardware.ledring.sim import BoardFaults, SimulatedLedBoard
+from scopectl.hardware.ledring.sim.firmware_model import BoardCore
 
 FAST = {"timeout_s": 0.25, "connect_timeout_s": 1.0, "retries": 4}
 

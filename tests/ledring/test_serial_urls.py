@@ -15,7 +15,8 @@ import pytest
 import serial
 
 from scopectl.errors import DeviceNotFoundError, DeviceProtocolError, DeviceTimeoutError
-from scopectl.hardware.ledring import SerialLedRing, SimulatedLedBoard
+from scopectl.hardware.ledring import SerialLedRing
+from scopectl.hardware.ledring.sim import SimulatedLedBoard
 
 FAST = {"timeout_s": 0.2, "connect_timeout_s": 0.6}
 

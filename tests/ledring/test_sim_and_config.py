@@ -10,15 +10,9 @@ from pydantic import ValidationError
 
 from scopectl.config.base import load_model
 from scopectl.errors import ConfigError
-from scopectl.hardware.ledring import (
-    BatteryModel,
-    BoardFaults,
-    LedRingConfig,
-    SerialLedRing,
-    SimulatedFirmataBoard,
-    SimulatedLedBoard,
-)
+from scopectl.hardware.ledring import LedRingConfig, SerialLedRing
 from scopectl.hardware.ledring.protocol import encode_request
+from scopectl.hardware.ledring.sim import BatteryModel, BoardFaults, SimulatedFirmataBoard, SimulatedLedBoard
 
 
 def test_ring_state_and_battery_follow_the_driver() -> None:

@@ -11,9 +11,9 @@ from typing import Any
 import pytest
 import serial
 
-from scopectl.hardware.ledring import SimulatedLedBoard
-from scopectl.hardware.ledring.board import BoardCore, adc_from_mv
 from scopectl.hardware.ledring.protocol import crc8, encode_request
+from scopectl.hardware.ledring.sim import SimulatedLedBoard
+from scopectl.hardware.ledring.sim.firmware_model import BoardCore, adc_from_mv
 
 
 def random_lines(rng: random.Random, count: int) -> list[bytes]:

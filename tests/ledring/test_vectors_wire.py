@@ -10,8 +10,8 @@ from typing import Any
 import pytest
 import serial
 
-from scopectl.hardware.ledring import SimulatedLedBoard
 from scopectl.hardware.ledring.protocol import encode_event
+from scopectl.hardware.ledring.sim import SimulatedLedBoard
 
 
 def _bytes(text: str) -> bytes:

@@ -63,6 +63,16 @@ def test_rig_file_errors_name_the_file_and_key(tmp_path: Path) -> None:
     )
     with pytest.raises(ConfigError, match=r"rig.yaml: led_ring: flavour"):
         load_rig_config(rig)
+    # the failing section is found from the error's location, whichever device it is
+    rig.write_text(
+        "led_ring: {flavour: scopectl, url: /dev/ttyACM0}\nphone: {address: 1.2.3.4:5555, profle: sim}\n"
+        "benchtop: {mm_config: x.cfg}\n"
+    )
+    with pytest.raises(ConfigError, match=r"rig.yaml: phone: profle: unknown key"):
+        load_rig_config(rig)
+    rig.write_text("led_ring: {flavour: scopectl, url: /dev/ttyACM0}\nphone: 5555\nbenchtop: {}\n")
+    with pytest.raises(ConfigError, match=r"rig.yaml: phone: Input should be a valid dictionary"):
+        load_rig_config(rig)
     rig.write_text(
         "led_ring: {flavour: scopectl, url: /dev/ttyACM0}\nphone: {address: 1.2.3.4:5555}\n"
         "benchtop: {mm_config: scope/x.cfg}\ndefault_protocol: pap-smear\n"

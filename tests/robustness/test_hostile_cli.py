@@ -377,7 +377,9 @@ def test_file_size_limit_is_a_clean_error_with_nothing_half_written(tmp_path: Pa
     errors = [ln for ln in lines if ln.startswith("error: ")]
     assert codes == [7, 7], proc.stderr
     assert (
-        len(errors) == 2 and str(ws.root / "slides" / "s.h5") in errors[0] and str(out / "p.tif") in errors[1]
+        len(errors) == 2
+        and str(ws.root / "slides" / "s.h5") in errors[0]
+        and str(out / "p.ome.tif") in errors[1]
     )
     assert "--resume" not in errors[0] and "partial" not in errors[0]
     assert not (ws.root / "slides" / "s.h5").exists() and leftovers(ws.root) == []

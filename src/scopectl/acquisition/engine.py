@@ -182,8 +182,7 @@ class AcquisitionEngine:
     # ------------------------------------------------------------------ benchtop
     def run_benchtop(self) -> dict[str, Any]:
         """Focus map (saved, reused on resume), tile scan of the missing tiles, then stitching."""
-        from scopectl.hardware.benchtop import ScanRegion
-        from scopectl.hardware.benchtop.world import FocusPlane
+        from scopectl.hardware.benchtop import FocusPlane, ScanRegion
 
         if self.store.mosaic_info() is not None:
             return {"skipped": "mosaic already complete"}

@@ -63,18 +63,24 @@ def load_mapping(path: Path) -> dict[str, Any]:
     return data
 
 
-def format_validation_error(exc: ValidationError, source: str) -> str:
-    """Turn a pydantic error into one line naming the source, the key path and the problem."""
+def format_validation_error(exc: ValidationError, source: str, *, section: str | None = None) -> str:
+    """Turn a pydantic error into one line naming the source, the key path and the problem.
+
+    With ``section`` (a top-level key), only the errors under that key are reported, and the key is named
+    as part of the source: ``rig.yaml: led_ring: url: ...``.
+    """
+    errors = [(tuple(e["loc"]), e["msg"], e["type"]) for e in exc.errors()]
+    if section is not None:
+        errors = [(loc[1:], msg, kind) for loc, msg, kind in errors if loc[:1] == (section,)]
+        source = f"{source}: {section}"
     parts = []
-    for err in exc.errors()[:3]:
-        loc = ".".join(str(p) for p in err["loc"]) or "(top level)"
-        msg = err["msg"]
-        if err["type"] == "extra_forbidden":
+    for loc, msg, kind in errors[:3]:
+        if kind == "extra_forbidden":
             msg = "unknown key (check the spelling)"
-        elif err["type"] == "missing":
+        elif kind == "missing":
             msg = "required key is missing"
-        parts.append(f"{loc}: {msg}")
-    more = f" (and {len(exc.errors()) - 3} more)" if len(exc.errors()) > 3 else ""
+        parts.append(f"{'.'.join(str(p) for p in loc) or '(top level)'}: {msg}")
+    more = f" (and {len(errors) - 3} more)" if len(errors) > 3 else ""
     return f"{source}: " + "; ".join(parts) + more
 
 

@@ -29,13 +29,24 @@ from abc import ABC, abstractmethod
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
-from pydantic import Field
+from pydantic import Field, ValidationError
 
-from scopectl.config.base import StrictModel, load_model
+from scopectl.config.base import StrictModel, format_validation_error, load_mapping
 from scopectl.errors import ConfigError, DeviceError, ScopectlError
+from scopectl.hardware.ledring.config import LedRingConfig
+from scopectl.hardware.phone.config import PhoneConfig
+
+if TYPE_CHECKING:
+    from scopectl.hardware.benchtop import Benchtop
+    from scopectl.hardware.benchtop.sim import BenchtopFaults, SimulatedBenchtop
+    from scopectl.hardware.ledring import LedRing, SerialLedRing
+    from scopectl.hardware.ledring.sim import BoardFaults, SimulatedLedBoard
+    from scopectl.hardware.phone import PhoneCamera
+    from scopectl.hardware.phone.sim import PhoneFaults
+    from scopectl.twin import Slide
 
 __all__ = [
     "BenchtopConfig",
@@ -62,41 +73,43 @@ class BenchtopConfig(StrictModel):
 
 
 class RigConfig(StrictModel):
-    """A rig file (``rig.yaml``)."""
+    """A rig file (``rig.yaml``): one section per device, validated by that device's configuration model."""
 
     name: str = Field(default="rig", min_length=1, max_length=64)
-    led_ring: Any
-    phone: Any
+    led_ring: LedRingConfig
+    phone: PhoneConfig
     benchtop: BenchtopConfig
     phone_stage: Literal["manual"] = "manual"
     default_protocol: str = "lung-trichrome"
 
 
-def load_rig_config(path: Path) -> RigConfig:
-    """Load a rig file; device sections are validated by their drivers' models, paths resolved relative to it."""
-    from scopectl.config.base import format_validation_error
-    from scopectl.hardware.ledring import LedRingConfig
-    from scopectl.hardware.phone import PhoneConfig
+_DEVICE_SECTIONS = ("led_ring", "phone", "benchtop")
 
+
+def load_rig_config(path: Path) -> RigConfig:
+    """Load a rig file; device sections are validated by their drivers' models, paths resolved relative to it.
+
+    Raises
+    ------
+    ConfigError
+        Naming the file, the device section and the key: ``rig.yaml: led_ring: flavour: ...``.
+    """
     if not Path(path).is_file():
         raise ConfigError(
             f"{path}: rig file not found.", hint="Pass --rig PATH of a rig.yaml, or --rig sim explicitly."
         )
-    cfg = load_model(RigConfig, path)
+    data = load_mapping(Path(path))
     try:
-        led = LedRingConfig.model_validate(cfg.led_ring)
-        phone = PhoneConfig.model_validate(cfg.phone)
-    except Exception as exc:
-        from pydantic import ValidationError
-
-        if isinstance(exc, ValidationError):
-            section = "led_ring" if "LedRing" in exc.title else "phone"
-            raise ConfigError(format_validation_error(exc, f"{path}: {section}") + ".") from None
-        raise
+        cfg = RigConfig.model_validate(data)
+    except ValidationError as exc:
+        # the first error's top-level key says which section failed: a device section is named like a file
+        first = exc.errors()[0]["loc"]
+        section = str(first[0]) if len(first) > 1 and first[0] in _DEVICE_SECTIONS else None
+        raise ConfigError(format_validation_error(exc, str(path), section=section) + ".") from None
     bench = cfg.benchtop
     if not bench.mm_config.is_absolute():
         bench = bench.model_copy(update={"mm_config": (Path(path).parent / bench.mm_config).resolve()})
-    return cfg.model_copy(update={"led_ring": led, "phone": phone, "benchtop": bench})
+    return cfg.model_copy(update={"benchtop": bench})
 
 
 # --------------------------------------------------------------------------------------- phone stages
@@ -226,9 +239,9 @@ class Rig:
 
     name: str
     simulated: bool
-    led: Any
-    phone: Any
-    benchtop: Any
+    led: LedRing
+    phone: PhoneCamera
+    benchtop: Benchtop
     phone_stage: PhoneStage
     default_protocol: str
     description: dict[str, Any]
@@ -348,9 +361,9 @@ def _describe(led: Any, phone: Any, bench: Any) -> dict[str, Any]:
 class SimRigFaults:
     """Faults to inject into the simulated rig's devices (each simulator's own fault settings)."""
 
-    led: Any = None  # scopectl.hardware.ledring.BoardFaults
-    phone: Any = None  # scopectl.hardware.phone.sim.PhoneFaults
-    benchtop: Any = None  # scopectl.hardware.benchtop.BenchtopFaults
+    led: BoardFaults | None = None
+    phone: PhoneFaults | None = None
+    benchtop: BenchtopFaults | None = None
     benchtop_timeout_s: float = 30.0
 
 
@@ -374,8 +387,6 @@ def open_simulated_rig(
     fresh folder ``sim-<pid>`` beside scopectl's own key in the user's configuration folder
     (``~/.config/scopectl``), removed when the rig closes.  Never in a shared temporary folder.
     """
-    from scopectl.hardware.benchtop import Benchtop
-    from scopectl.hardware.ledring import BatteryModel, SerialLedRing, SimulatedLedBoard
     from scopectl.hardware.phone import PhoneCamera, ensure_key
     from scopectl.hardware.phone.keys import default_key_path
     from scopectl.hardware.phone.sim import SimulatedPhone
@@ -390,14 +401,8 @@ def open_simulated_rig(
         if stat.S_IMODE(workdir.stat().st_mode) & 0o077:
             os.chmod(workdir, 0o700)
         slide = make_slide(sample, seed=seed, width_um=slide_size_um[0], height_um=slide_size_um[1])  # type: ignore[arg-type]
-        # The battery sags with the LED load; it does not drain with wall-clock time, so a simulated
-        # acquisition is reproducible whatever its pace (the LED-ring tests exercise the drain).
         f = faults or SimRigFaults()
-        board = SimulatedLedBoard(battery=BatteryModel(charge=0.9, time_scale=0.0), faults=f.led)
-        led_path = board.start()
-        closers.append(board.stop)
-        led = SerialLedRing(led_path, watchdog_ms=60_000)  # stays lit across the longest gap between fields
-        closers.append(led.close)
+        board, led = _start_simulated_led(f, closers)
 
         world = SimulatedWorld(
             slide,
@@ -420,18 +425,7 @@ def open_simulated_rig(
         phone.connect()
         closers.append(phone.close)
 
-        # reproducible + approach: the same commanded tile gives the same frame, so resumed runs are identical
-        bench = Benchtop.simulated(
-            slide,
-            seed=seed,
-            sensor_shape=benchtop_sensor_shape,
-            reproducible=True,
-            approach_um=20.0,
-            timeout_s=f.benchtop_timeout_s,
-        )
-        if f.benchtop is not None and bench.world is not None:
-            bench.world.faults = f.benchtop
-        closers.append(bench.close)
+        bench = _start_simulated_benchtop(slide, seed, benchtop_sensor_shape, f, closers)
     except BaseException:
         _close_all(closers)
         raise
@@ -452,9 +446,51 @@ def open_simulated_rig(
             **_describe(led, phone, bench),
         },
         world=world,
-        addresses={"led_ring": led_path, "phone": f"127.0.0.1:{port}"},
+        addresses={"led_ring": led.address, "phone": f"127.0.0.1:{port}"},
         _closers=closers,
     )
+
+
+def _start_simulated_led(
+    faults: SimRigFaults, closers: list[Callable[[], None]]
+) -> tuple[SimulatedLedBoard, SerialLedRing]:
+    """The simulated LED board on a pty, and the real driver connected to it."""
+    from scopectl.hardware.ledring import SerialLedRing
+    from scopectl.hardware.ledring.sim import BatteryModel, SimulatedLedBoard
+
+    # The battery sags with the LED load; it does not drain with wall-clock time, so a simulated
+    # acquisition is reproducible whatever its pace (the LED-ring tests exercise the drain).
+    board = SimulatedLedBoard(battery=BatteryModel(charge=0.9, time_scale=0.0), faults=faults.led)
+    led_path = board.start()
+    closers.append(board.stop)
+    led = SerialLedRing(led_path, watchdog_ms=60_000)  # stays lit across the longest gap between fields
+    closers.append(led.close)
+    return board, led
+
+
+def _start_simulated_benchtop(
+    slide: Slide,
+    seed: int,
+    sensor_shape: tuple[int, int],
+    faults: SimRigFaults,
+    closers: list[Callable[[], None]],
+) -> SimulatedBenchtop:
+    """The simulated benchtop looking at ``slide``."""
+    from scopectl.hardware.benchtop.sim import simulated_benchtop
+
+    # reproducible + approach: the same commanded tile gives the same frame, so resumed runs are identical
+    bench = simulated_benchtop(
+        slide,
+        seed=seed,
+        sensor_shape=sensor_shape,
+        reproducible=True,
+        approach_um=20.0,
+        timeout_s=faults.benchtop_timeout_s,
+    )
+    if faults.benchtop is not None:
+        bench.world.faults = faults.benchtop
+    closers.append(bench.close)
+    return bench
 
 
 def check_rig(rig: Rig) -> list[dict[str, Any]]:

@@ -1,9 +1,11 @@
-"""The benchtop microscope: one class for the real (Micro-Manager) and the simulated scope.
+"""The benchtop microscope: one driver for any Micro-Manager scope, real or simulated.
 
 :class:`Benchtop` wraps a pymmcore-plus ``UniMMCore`` that has an XY stage, a focus drive, a camera and
 (optionally) a shutter.  Every pymmcore / device-adapter exception is translated into a
 :class:`~scopectl.errors.DeviceError` at one boundary (:meth:`Benchtop._device`); every wait uses the core's
-timeout (``timeout_s``).
+timeout (``timeout_s``).  The driver is handed a loaded core and knows nothing of simulation: the
+simulated scope (:mod:`scopectl.hardware.benchtop.sim`) builds a core of simulated devices and hands it
+over.
 
 Not thread-safe: drive one ``Benchtop`` from one thread (the MDA runner's relay thread only writes tiles).
 """
@@ -18,7 +20,7 @@ import time
 from collections.abc import Collection, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal
+from typing import Any, Literal, Self
 
 import numpy as np
 import useq
@@ -35,15 +37,10 @@ from scopectl.errors import (
     ScopectlError,
 )
 
-from .devices import SimRGBCamera, SimShutter, SimXYStage, SimZStage
 from .engine import BenchtopEngine, TileHandler, TileSink, snap_with_shutter
-from .focus import AutofocusResult, AutofocusSettings, focus_score, search_focus
-from .world import FocusPlane, Renderer, SimStageParams, SimulatedWorld, TwinRenderer
+from .focus import AutofocusResult, AutofocusSettings, FocusPlane, focus_score, search_focus
 
-if TYPE_CHECKING:
-    from scopectl.twin import Slide
-
-__all__ = ["Benchtop", "FocusMapResult", "ScanPlan", "ScanRegion", "ScanResult"]
+__all__ = ["Benchtop", "FocusMapResult", "ScanPlan", "ScanRegion", "ScanResult", "set_pixel_size_preset"]
 
 FocusMode = Literal["map", "each", "fixed"]
 PIXEL_PRESET = "scopectl"
@@ -154,8 +151,9 @@ class ScanResult:
 class Benchtop:
     """A motorised benchtop microscope driven through Micro-Manager (pymmcore-plus).
 
-    Use :meth:`from_config` for a real microscope and :meth:`simulated` for the simulated one; both give
-    the same interface.  Use as a context manager (or call :meth:`close`).
+    Use :meth:`from_config` for a real microscope, or
+    :func:`scopectl.hardware.benchtop.sim.simulated_benchtop` for the simulated one; both give the same
+    interface.  Use as a context manager (or call :meth:`close`).
 
     Parameters
     ----------
@@ -165,8 +163,6 @@ class Benchtop:
         Used in error messages (the configuration file, or ``"simulated"``).
     timeout_s
         Timeout of every wait for a device.
-    world
-        The simulated world, for a simulated scope.
     z_limits_um
         Travel of the focus drive used to bound autofocus searches (``None``: unbounded).
     approach_um
@@ -182,7 +178,6 @@ class Benchtop:
         *,
         name: str,
         timeout_s: float = 30.0,
-        world: SimulatedWorld | None = None,
         z_limits_um: tuple[float, float] | None = None,
         approach_um: float = 0.0,
         autofocus_settings: AutofocusSettings | None = None,
@@ -191,7 +186,6 @@ class Benchtop:
             raise ConfigError(f"benchtop {name}: timeout_s must be positive, got {timeout_s}.")
         self.core = core
         self.name = name
-        self.world = world
         self.timeout_s = float(timeout_s)
         self.z_limits_um = z_limits_um
         self.approach_um = float(approach_um)
@@ -280,7 +274,7 @@ class Benchtop:
             ) from exc
         try:
             if pixel_size_um is not None:
-                _set_pixel_size(core, pixel_size_um)
+                set_pixel_size_preset(core, pixel_size_um)
             return cls(
                 core,
                 name=str(path),
@@ -289,91 +283,6 @@ class Benchtop:
                 approach_um=approach_um,
                 autofocus_settings=autofocus_settings,
             )
-        except BaseException:
-            with contextlib.suppress(Exception):
-                core.unloadAllDevices()
-            raise
-
-    @classmethod
-    def simulated(
-        cls,
-        renderer_or_slide: Renderer | Slide | None = None,
-        *,
-        seed: int = 0,
-        sensor_shape: tuple[int, int] = (2048, 2048),
-        focus_plane: FocusPlane | None = None,
-        stage: SimStageParams | None = None,
-        slide_origin_um: tuple[float, float] = (0.0, 0.0),
-        start_z_um: float | None = None,
-        timeout_s: float = 30.0,
-        approach_um: float = 0.0,
-        reproducible: bool = False,
-        autofocus_settings: AutofocusSettings | None = None,
-    ) -> Benchtop:
-        """A simulated benchtop on ``UniMMCore`` with pure-Python devices.
-
-        Parameters
-        ----------
-        renderer_or_slide
-            A :class:`Renderer`, a :class:`scopectl.twin.Slide` (rendered by the twin's benchtop model), or
-            ``None`` for the twin's lung slide with ``seed``.
-        seed
-            Seeds the slide (when made here), the stage errors and the camera noise.
-        sensor_shape
-            Camera ``(rows, cols)``; the paper's camera gives 2048×2048 tiles.
-        focus_plane
-            The slide's focal plane; default a slightly tilted slide (0.8 µm/mm in x, −0.5 µm/mm in y).
-        stage
-            Stage mechanics (travel time, limits, backlash, positioning error, ``time_scale``).
-        start_z_um
-            Initial focus height (default: in focus at the stage origin).
-        reproducible
-            Stage errors and camera noise depend on the commanded position, not on history (see
-            :class:`SimulatedWorld`); with ``approach_um > 0`` a resumed scan then retakes identical tiles.
-        """
-        renderer: Renderer
-        if renderer_or_slide is None:
-            from scopectl.twin import make_slide
-
-            renderer = TwinRenderer(make_slide("lung", seed=seed))
-        elif isinstance(renderer_or_slide, Renderer):
-            renderer = renderer_or_slide
-        else:
-            renderer = TwinRenderer(renderer_or_slide)
-        plane = focus_plane if focus_plane is not None else FocusPlane(0.0, 0.0008, -0.0005)
-        params = stage if stage is not None else SimStageParams()
-        world = SimulatedWorld(
-            renderer,
-            focus_plane=plane,
-            stage=params,
-            slide_origin_um=slide_origin_um,
-            seed=seed,
-            reproducible=reproducible,
-        )
-        core = UniMMCore(mm_path=str(Path(__file__).parent))
-        try:
-            core.loadPyDevice("XY", SimXYStage(world))
-            core.loadPyDevice("Z", SimZStage(world))
-            core.loadPyDevice("Camera", SimRGBCamera(world, sensor_shape=sensor_shape))
-            core.loadPyDevice("Shutter", SimShutter(world))
-            core.initializeAllDevices()
-            core.setXYStageDevice("XY")
-            core.setFocusDevice("Z")
-            core.setCameraDevice("Camera")
-            core.setShutterDevice("Shutter")
-            _set_pixel_size(core, world.pixel_size_um)
-            z0 = plane.z_at(0.0, 0.0) if start_z_um is None else float(start_z_um)
-            bench = cls(
-                core,
-                name="simulated",
-                timeout_s=timeout_s,
-                world=world,
-                z_limits_um=params.z_limits_um,
-                approach_um=approach_um,
-                autofocus_settings=autofocus_settings,
-            )
-            bench.set_z_um(z0)
-            return bench
         except BaseException:
             with contextlib.suppress(Exception):
                 core.unloadAllDevices()
@@ -389,7 +298,7 @@ class Benchtop:
             self.core.unloadAllDevices()
         self._closed = True
 
-    def __enter__(self) -> Benchtop:
+    def __enter__(self) -> Self:
         return self
 
     def __exit__(self, *exc: object) -> None:
@@ -397,8 +306,8 @@ class Benchtop:
 
     @property
     def simulated_scope(self) -> bool:
-        """True for the simulated benchtop."""
-        return self.world is not None
+        """True for the simulated benchtop (:class:`~scopectl.hardware.benchtop.sim.SimulatedBenchtop`)."""
+        return False
 
     # ------------------------------------------------------------------ error boundary
     @contextlib.contextmanager
@@ -686,41 +595,9 @@ class Benchtop:
         todo = [t for t in plan.tiles if (t.row, t.col) not in done_set]
         skipped = [(t.row, t.col) for t in plan.tiles if (t.row, t.col) in done_set]
         warnings: list[str] = []
-        fmap: FocusMapResult | None = None
         z_now = self.position_um()[2]
-        plane = FocusPlane(z_now, 0.0, 0.0)
-        if plan.focus == "map" and focus_plane is not None:
-            plane = focus_plane
-        elif plan.focus == "map" and todo:
-            fmap = self.focus_map(_focus_points(todo, focus_points), start_z_um=z_now)
-            if fmap.plane is None:
-                warnings.append("focus map: no point had contrast; scanning at the current height")
-            else:
-                plane = fmap.plane
-                failed = [p for p in fmap.points if not p[2].ok]
-                if failed:
-                    warnings.append(
-                        f"focus map: {len(failed)} of {len(fmap.points)} points had no usable focus"
-                    )
-
-        by_pos = {(round(t.x_um, 6), round(t.y_um, 6)): t for t in todo}
-        events: list[useq.MDAEvent] = []
-        for ev in plan.sequence:
-            if ev.x_pos is None or ev.y_pos is None:
-                continue
-            tile = by_pos.get((round(float(ev.x_pos), 6), round(float(ev.y_pos), 6)))
-            if tile is None:
-                continue
-            update: dict[str, Any] = {
-                "metadata": {**ev.metadata, "tile_row": tile.row, "tile_col": tile.col},
-                "sequence": None,
-            }
-            if plan.focus == "map":
-                update["z_pos"] = plane.z_at(tile.x_um, tile.y_um)
-            elif plan.focus == "fixed":
-                update["z_pos"] = z_now
-            events.append(ev.model_copy(update=update))
-
+        plane, fmap = self._scan_focus_plane(plan, todo, z_now, focus_points, focus_plane, warnings)
+        events = _scan_events(plan, todo, plane, z_now)
         engine = self.core.mda.engine
         if isinstance(engine, BenchtopEngine):
             engine.autofocus_results.clear()
@@ -744,6 +621,54 @@ class Benchtop:
             tile_shape=self.frame_shape,
             warnings=warnings,
         )
+
+    def _scan_focus_plane(
+        self,
+        plan: ScanPlan,
+        todo: list[PlannedTile],
+        z_now: float,
+        focus_points: int,
+        focus_plane: FocusPlane | None,
+        warnings: list[str],
+    ) -> tuple[FocusPlane, FocusMapResult | None]:
+        """The plane the tiles are focused on (and the focus map measured for it, if one was)."""
+        if plan.focus == "map" and focus_plane is not None:
+            return focus_plane, None
+        flat = FocusPlane(z_now, 0.0, 0.0)
+        if plan.focus != "map" or not todo:
+            return flat, None
+        fmap = self.focus_map(_focus_points(todo, focus_points), start_z_um=z_now)
+        if fmap.plane is None:
+            warnings.append("focus map: no point had contrast; scanning at the current height")
+            return flat, fmap
+        failed = [p for p in fmap.points if not p[2].ok]
+        if failed:
+            warnings.append(f"focus map: {len(failed)} of {len(fmap.points)} points had no usable focus")
+        return fmap.plane, fmap
+
+
+def _scan_events(
+    plan: ScanPlan, todo: list[PlannedTile], plane: FocusPlane, z_now: float
+) -> list[useq.MDAEvent]:
+    """The plan's events for the tiles still to do, with tile row/column and focus height."""
+    by_pos = {(round(t.x_um, 6), round(t.y_um, 6)): t for t in todo}
+    events: list[useq.MDAEvent] = []
+    for ev in plan.sequence:
+        if ev.x_pos is None or ev.y_pos is None:
+            continue
+        tile = by_pos.get((round(float(ev.x_pos), 6), round(float(ev.y_pos), 6)))
+        if tile is None:
+            continue
+        update: dict[str, Any] = {
+            "metadata": {**ev.metadata, "tile_row": tile.row, "tile_col": tile.col},
+            "sequence": None,
+        }
+        if plan.focus == "map":
+            update["z_pos"] = plane.z_at(tile.x_um, tile.y_um)
+        elif plan.focus == "fixed":
+            update["z_pos"] = z_now
+        events.append(ev.model_copy(update=update))
+    return events
 
 
 def _focus_points(tiles: list[PlannedTile], n: int) -> list[tuple[float, float]]:
@@ -779,8 +704,8 @@ def _find_adapters() -> str | None:
         log.setLevel(level)
 
 
-def _set_pixel_size(core: UniMMCore, pixel_size_um: float) -> None:
-    """Pixel size as an empty preset (the only form that works with Python devices)."""
+def set_pixel_size_preset(core: UniMMCore, pixel_size_um: float) -> None:
+    """Set the core's pixel size as an empty preset (the only form that works with Python devices)."""
     if PIXEL_PRESET not in core.getAvailablePixelSizeConfigs():
         core.definePixelSizeConfig(PIXEL_PRESET)
     core.setPixelSizeUm(PIXEL_PRESET, float(pixel_size_um))

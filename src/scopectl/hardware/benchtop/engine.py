@@ -21,6 +21,7 @@ import logging
 import threading
 import time
 from collections.abc import Callable, Iterable, Iterator, Mapping
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
 import numpy as np
@@ -34,7 +35,7 @@ from .focus import AutofocusResult, focus_score
 if TYPE_CHECKING:
     from pymmcore_plus import CMMCorePlus
 
-__all__ = ["BenchtopEngine", "TileHandler", "TileSink"]
+__all__ = ["BenchtopEngine", "MemorySink", "TileHandler", "TileSink"]
 
 logger = logging.getLogger(__name__)
 
@@ -46,6 +47,18 @@ class TileSink(Protocol):
     def add_tile(self, rec: TileRecord) -> int:
         """Store one tile durably; return its index."""
         ...
+
+
+@dataclass
+class MemorySink:
+    """A :class:`TileSink` that keeps the tiles in memory, in the order they arrive (tests, benchmarks)."""
+
+    tiles: list[TileRecord] = field(default_factory=list)
+
+    def add_tile(self, rec: TileRecord) -> int:
+        """Append the tile; return its index in :attr:`tiles`."""
+        self.tiles.append(rec)
+        return len(self.tiles) - 1
 
 
 def snap_with_shutter(core: CMMCorePlus) -> None:

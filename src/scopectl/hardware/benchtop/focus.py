@@ -31,7 +31,7 @@ from dataclasses import dataclass, field
 import cv2
 import numpy as np
 
-__all__ = ["AutofocusResult", "AutofocusSettings", "focus_score", "search_focus"]
+__all__ = ["AutofocusResult", "AutofocusSettings", "FocusPlane", "focus_score", "search_focus"]
 
 
 def focus_score(image: np.ndarray, *, downsample: int = 2) -> float:
@@ -66,6 +66,37 @@ def focus_score(image: np.ndarray, *, downsample: int = 2) -> float:
     lap = cv2.Laplacian(grey, cv2.CV_32F, ksize=3)
     core = lap[1:-1, 1:-1]
     return float(core.var()) / (mean * mean)
+
+
+@dataclass(frozen=True)
+class FocusPlane:
+    """A (tilted) focal plane ``z = z0_um + slope_x·x_um + slope_y·y_um`` in stage coordinates."""
+
+    z0_um: float = 0.0
+    slope_x: float = 0.0
+    slope_y: float = 0.0
+
+    def z_at(self, x_um: float, y_um: float) -> float:
+        """Focus height (µm) at a stage position."""
+        return self.z0_um + self.slope_x * x_um + self.slope_y * y_um
+
+    @classmethod
+    def fit(cls, points: np.ndarray) -> FocusPlane:
+        """Least-squares plane through ``(x_um, y_um, z_um)`` rows.
+
+        One point gives a flat plane at its height, two or collinear points a plane tilted only along
+        the line through them (minimum-norm solution).
+        """
+        pts = np.asarray(points, dtype=np.float64).reshape(-1, 3)
+        if len(pts) == 0:
+            raise ValueError("FocusPlane.fit needs at least one point")
+        if len(pts) == 1:
+            return cls(float(pts[0, 2]), 0.0, 0.0)
+        cx, cy = pts[:, 0].mean(), pts[:, 1].mean()
+        design = np.column_stack([np.ones(len(pts)), pts[:, 0] - cx, pts[:, 1] - cy])
+        coef, *_ = np.linalg.lstsq(design, pts[:, 2], rcond=None)
+        z0 = float(coef[0] - coef[1] * cx - coef[2] * cy)
+        return cls(z0, float(coef[1]), float(coef[2]))
 
 
 @dataclass(frozen=True)
@@ -209,12 +240,42 @@ def search_focus(
     cfg = settings if settings is not None else AutofocusSettings()
     lo, hi = z_limits_um if z_limits_um is not None else (-math.inf, math.inf)
     samples: list[tuple[float, float, int]] = []
-    step0 = cfg.steps_um[0]
-    coarse = _sweep(measure, _grid(start_z_um, cfg.range_um, step0, lo, hi), 0, samples)
+    coarse = _coarse_sweep(measure, start_z_um, cfg, lo, hi, samples)
     if not coarse:
         return AutofocusResult(
             start_z_um, 0.0, (), False, "start height outside the focus drive limits", start_z_um
         )
+    scores = np.array([p[1] for p in coarse])
+    baseline = float(np.median(scores))
+    peak = float(scores.max())
+    ratio = peak / baseline if baseline > 0 else (math.inf if peak > 0 else 1.0)
+    best_z = coarse[int(np.argmax(scores))][0]
+    reason = _coarse_failure(coarse, best_z, ratio, start_z_um=start_z_um, settings=cfg, lo=lo, hi=hi)
+    if reason:
+        return AutofocusResult(start_z_um, peak, tuple(samples), False, reason, start_z_um, ratio)
+    level_points = coarse
+    prev_step = cfg.steps_um[0]
+    for level, step in enumerate(cfg.steps_um[1:], start=1):
+        level_points = _sweep(measure, _grid(best_z, prev_step, step, lo, hi), level, samples)
+        best_z = max(level_points, key=lambda p: p[1])[0]
+        prev_step = step
+    z_final, s_final = _interpolate_peak(level_points)
+    return AutofocusResult(z_final, s_final, tuple(samples), True, "", start_z_um, ratio)
+
+
+def _coarse_sweep(
+    measure: Callable[[float, int], float],
+    start_z_um: float,
+    cfg: AutofocusSettings,
+    lo: float,
+    hi: float,
+    samples: list[tuple[float, float, int]],
+) -> list[tuple[float, float]]:
+    """The coarse sweep around ``start_z_um``, extended while the best point is at one of its ends."""
+    step0 = cfg.steps_um[0]
+    coarse = _sweep(measure, _grid(start_z_um, cfg.range_um, step0, lo, hi), 0, samples)
+    if not coarse:
+        return coarse
     for _ in range(cfg.max_extensions):
         zs = [p[0] for p in coarse]
         best = max(coarse, key=lambda p: p[1])[0]
@@ -229,39 +290,27 @@ def search_focus(
         if len(new) == 0:
             break
         coarse += _sweep(measure, new, 0, samples)
-    scores = np.array([p[1] for p in coarse])
-    baseline = float(np.median(scores))
-    peak = float(scores.max())
-    ratio = peak / baseline if baseline > 0 else (math.inf if peak > 0 else 1.0)
-    if ratio < cfg.min_peak_ratio:
-        return AutofocusResult(
-            start_z_um,
-            peak,
-            tuple(samples),
-            False,
-            f"no contrast within {start_z_um - cfg.range_um:.1f}..{start_z_um + cfg.range_um:.1f} um: focus "
-            f"peak is only {ratio:.2f}x the baseline (need {cfg.min_peak_ratio:.2f}x)",
-            start_z_um,
-            ratio,
+    return coarse
+
+
+def _coarse_failure(
+    coarse: list[tuple[float, float]],
+    best_z: float,
+    ratio: float,
+    *,
+    start_z_um: float,
+    settings: AutofocusSettings,
+    lo: float,
+    hi: float,
+) -> str:
+    """Why the coarse sweep cannot be refined (no contrast, peak not bracketed), or ``""``."""
+    if ratio < settings.min_peak_ratio:
+        return (
+            f"no contrast within {start_z_um - settings.range_um:.1f}..{start_z_um + settings.range_um:.1f} um: "
+            f"focus peak is only {ratio:.2f}x the baseline (need {settings.min_peak_ratio:.2f}x)"
         )
-    best_z = coarse[int(np.argmax(scores))][0]
-    if best_z in (min(p[0] for p in coarse), max(p[0] for p in coarse)):
-        edge_at_limit = best_z - step0 < lo or best_z + step0 > hi
-        if not edge_at_limit:
-            return AutofocusResult(
-                start_z_um,
-                peak,
-                tuple(samples),
-                False,
-                f"focus not bracketed: best coarse height {best_z:.1f} um is at the end of the sweep",
-                start_z_um,
-                ratio,
-            )
-    level_points = coarse
-    prev_step = step0
-    for level, step in enumerate(cfg.steps_um[1:], start=1):
-        level_points = _sweep(measure, _grid(best_z, prev_step, step, lo, hi), level, samples)
-        best_z = max(level_points, key=lambda p: p[1])[0]
-        prev_step = step
-    z_final, s_final = _interpolate_peak(level_points)
-    return AutofocusResult(z_final, s_final, tuple(samples), True, "", start_z_um, ratio)
+    step0 = settings.steps_um[0]
+    at_end = best_z in (min(p[0] for p in coarse), max(p[0] for p in coarse))
+    if at_end and not (best_z - step0 < lo or best_z + step0 > hi):
+        return f"focus not bracketed: best coarse height {best_z:.1f} um is at the end of the sweep"
+    return ""

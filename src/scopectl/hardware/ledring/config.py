@@ -45,7 +45,9 @@ class LedRingConfig(StrictModel):
     @model_validator(mode="after")
     def _check_flavour(self) -> LedRingConfig:
         if self.flavour == "firmata" and "://" in self.url:
-            raise ValueError("flavour 'firmata' needs a serial device path (pyfirmata2 does not open URLs)")
+            raise ValueError(
+                "flavour 'firmata' needs a serial device path (the Firmata driver does not open URLs)"
+            )
         return self
 
 

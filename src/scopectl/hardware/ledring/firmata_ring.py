@@ -1,139 +1,43 @@
-"""Driver for a board flashed with plain StandardFirmata, through pyfirmata2.
+"""Driver for a board flashed with plain StandardFirmata: a PWM-dimmed white LED and a battery divider.
 
 No custom firmware is needed: a white LED on a PWM pin is dimmed with ``analogWrite`` and the battery is
 read on an analog pin through a resistive divider.  Firmata has no acknowledgements, so the driver
 confirms every change by reading the pin back (``PIN_STATE_QUERY``, which StandardFirmata answers with
 the pin's mode and last PWM value) and rewrites it when a byte was lost or the board reset.
 
-pyfirmata2 quirks handled here (see ``shared/notes/hardware.md``): it opens only device paths (no
-pyserial URLs); it busy-waits 5 s after opening (replaced by a configurable sleep, ``setup_wait_s``, in
-a subclass, without touching the module-global ``BOARD_SETUP_WAIT_TIME``); analog values arrive only
-through callbacks (the driver pumps ``iterate()`` itself, with deadlines, instead of running
-pyfirmata2's reader thread, whose unguarded blocking reads can hang on a truncated message); and its
-command handlers live in one class-level dict shared by all boards (the subclass gives each board its
-own).  Every pyfirmata2/pyserial exception is translated at one boundary (``FirmataLedRing._guard``).
+The driver is composed of two parts it owns: a :class:`~scopectl.hardware.ledring.link.SerialLink` (the
+one boundary to pyserial, which translates every vendor exception) and a
+:class:`~scopectl.hardware.ledring.firmata.FirmataParser` (the Firmata codec).  It reads in the calling
+thread, against a deadline for every wait, blocking in the port's read (20 ms at a time) rather than
+spinning.  pyfirmata2's ``Board`` is not used: its constructor busy-waits (5 s unless a module global is
+changed), drains the port with no deadline (a board still streaming analog reports keeps it busy
+forever), its reader loops until a sysex message's end byte (for ever, if that byte is lost while analog
+reports stream), and its command handlers are one dict shared by every board in the process (see
+``shared/notes/hardware.md``).  Like pyfirmata2, the driver opens serial device paths only.
 """
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import logging
-import math
 import time
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
-from typing import Any
+from collections import deque
+from collections.abc import Callable
 
 import numpy as np
-import pyfirmata2
-import serial
 
 from scopectl.errors import DeviceError, DeviceNotFoundError, DeviceProtocolError, DeviceTimeoutError
+from scopectl.hardware.ledring import firmata
 from scopectl.hardware.ledring.base import DeviceInfo, LedRing, LedState
+from scopectl.hardware.ledring.link import SerialLink
 
 __all__ = ["FirmataLedRing"]
 
 log = logging.getLogger(__name__)
 
-_PIN_STATE_QUERY = 0x6D
-_PIN_STATE_RESPONSE = 0x6E
-_REPORT_FIRMWARE = 0x79
-_REPORT_VERSION = 0xF9
-_REPORT_ANALOG = 0xC0
-_STRING_DATA = 0x71
-_MODE_PWM = 3
-
-_LAYOUTS = ("arduino", "arduino_nano", "arduino_mega")
-
-
-class _BoundedReads:
-    """pyfirmata2's serial port, wrapped so that one ``iterate()`` cannot read forever.
-
-    pyfirmata2 reads a sysex message until its ``END_SYSEX`` byte; if that byte is lost while the board
-    streams analog reports, the loop never ends.  Reads past the deadline or the byte budget armed by
-    :meth:`_FirmataConnection.iterate` return ``b""``, which pyfirmata2 turns into a ``TypeError``
-    (``ord(b"")``) that the driver counts as a discarded message.
-    """
-
-    def __init__(self, port: Any) -> None:
-        self._port = port
-        self.deadline = math.inf
-        self.budget = 1 << 30
-
-    def read(self, size: int = 1) -> bytes:
-        if self.budget <= 0 or time.monotonic() > self.deadline:
-            return b""
-        self.budget -= size
-        data: bytes = self._port.read(size)
-        return data
-
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self._port, name)
-
-
-class _FirmataConnection(pyfirmata2.Board):  # type: ignore[misc]
-    """pyfirmata2's Board made safe to drive from one thread with deadlines.
-
-    * command handlers per instance (pyfirmata2 keeps one dict shared by every board);
-    * a plain sleep of ``setup_wait_s`` instead of the 5 s busy-wait after opening;
-    * no draining loop inside the constructor (a board still streaming analog reports from an
-      earlier session would keep it busy forever); the driver drains with a deadline instead;
-    * every ``iterate()`` bounded in time and bytes (see :class:`_BoundedReads`);
-    * no ``__del__`` side effects (the driver closes the board explicitly).
-    """
-
-    def __init__(
-        self, port: str, *, layout: dict[str, Any], baudrate: int, read_timeout_s: float, setup_wait_s: float
-    ) -> None:
-        self._command_handlers: dict[int, Callable[..., None]] = {}
-        self._setup_wait_s = setup_wait_s
-        self._message_timeout_s = max(0.05, 2 * read_timeout_s)
-        self._constructing = True
-        self._sp: _BoundedReads | None = None
-        super().__init__(port, layout, baudrate=baudrate, timeout=read_timeout_s)
-        self._constructing = False
-
-    @property
-    def sp(self) -> Any:
-        return self._sp
-
-    @sp.setter
-    def sp(self, port: Any) -> None:
-        self._sp = None if port is None else _BoundedReads(port)
-
-    def bytes_available(self) -> int:
-        if self._constructing or self._sp is None:
-            return 0
-        count: int = self._sp.in_waiting
-        return count
-
-    def iterate(self) -> None:
-        assert self._sp is not None
-        self._sp.deadline = time.monotonic() + self._message_timeout_s
-        self._sp.budget = 512
-        try:
-            super().iterate()
-        finally:
-            self._sp.deadline = math.inf
-            self._sp.budget = 1 << 30
-
-    def _Board__pass_time(self, t: float) -> None:  # noqa: N802 - overrides pyfirmata2's private name
-        time.sleep(self._setup_wait_s if t >= 1.0 else t)
-
-    def __del__(self) -> None:
-        return
-
-
-def _translate(address: str, what: str, exc: BaseException) -> DeviceError:
-    text = " ".join(str(exc).split()) or type(exc).__name__
-    if isinstance(exc, serial.SerialTimeoutException):
-        return DeviceTimeoutError(
-            f"Firmata LED at {address}: timed out {what}.", hint="Check the cable and power."
-        )
-    return DeviceError(
-        f"Firmata LED at {address}: connection failed while {what} ({text}).",
-        hint="Check the cable, then reopen it.",
-    )
+_LAYOUTS = tuple(firmata.LAYOUTS)
+_DRAIN_S = 0.2
 
 
 class FirmataLedRing(LedRing):
@@ -147,7 +51,7 @@ class FirmataLedRing(LedRing):
     Parameters
     ----------
     port
-        Serial device path (pyfirmata2 does not accept pyserial URLs).
+        Serial device path (not a pyserial URL).
     led_pin
         PWM pin of the LED.
     battery_pin
@@ -168,9 +72,21 @@ class FirmataLedRing(LedRing):
     connect_timeout_s
         How long to keep asking the firmware to identify itself.
     layout
-        pyfirmata2 board layout: ``"arduino"`` (Uno), ``"arduino_nano"`` or ``"arduino_mega"``.
+        Board layout (:data:`~scopectl.hardware.ledring.firmata.LAYOUTS`): ``"arduino"`` (Uno),
+        ``"arduino_nano"`` or ``"arduino_mega"``.
     battery_samples
         Fresh analog samples per battery reading (the median is returned).
+
+    Attributes
+    ----------
+    boot_count
+        Resets of the board seen since the connection was made.
+    rewrites
+        PWM writes repeated because the read-back disagreed.
+    noise
+        Firmata messages dropped as cut short or malformed (diagnostics of the link).
+    board_messages
+        Every ``STRING_DATA`` text the board sent (StandardFirmata reports problems this way).
 
     Notes
     -----
@@ -196,13 +112,18 @@ class FirmataLedRing(LedRing):
         super().__init__()
         if "://" in port:
             raise DeviceNotFoundError(
-                f"Firmata LED: {port!r} is a URL, but pyfirmata2 opens only serial device paths.",
+                f"Firmata LED: {port!r} is a URL, but the Firmata driver opens only serial device paths.",
                 hint="Give the device path, e.g. /dev/ttyACM0.",
             )
         if layout not in _LAYOUTS:
             raise ValueError(f"layout must be one of {_LAYOUTS}, got {layout!r}")
         if divider_ratio < 1.0 or adc_reference_mv <= 0:
             raise ValueError("divider_ratio must be >= 1 and adc_reference_mv positive")
+        board = firmata.LAYOUTS[layout]
+        if led_pin not in board.pwm_pins:
+            raise ValueError(f"led_pin {led_pin} is not a PWM pin of a {layout} {board.pwm_pins}")
+        if not 0 <= battery_pin < board.analog_inputs:
+            raise ValueError(f"battery_pin {battery_pin} is not an analog input of a {layout}")
         self.num_leds = 1
         self.address = port
         self.led_pin = int(led_pin)
@@ -214,82 +135,71 @@ class FirmataLedRing(LedRing):
         self.battery_samples = max(1, int(battery_samples))
         self.boot_count = 0
         self.rewrites = 0
-        self.noise = 0
         self.board_messages: list[str] = []
         self._versions_expected = 0
         self._firmware: tuple[int, int, str] | None = None
         self._version: tuple[int, int] | None = None
         self._answer_log: list[tuple[int, int, int]] = []
+        self._tag_pins = [
+            p for p in range(board.digital_pins) if p not in board.reserved_pins and p != self.led_pin
+        ]
         self._tag_index = 0
         self._samples = 0
-        self._sample_value = 0.0
+        self._sample_counts = 0
+        self._analog_noise = 0
         self._duty = 0
         self._reporting_on = False
-        layout_dict = pyfirmata2.BOARDS[layout]
-        if self.led_pin not in layout_dict["pwm"]:
-            raise ValueError(f"led_pin {self.led_pin} is not a PWM pin of a {layout} {layout_dict['pwm']}")
-        if not 0 <= self.battery_pin < len(layout_dict["analog"]):
-            raise ValueError(f"battery_pin {self.battery_pin} is not an analog input of a {layout}")
-        self._tag_pins = [
-            p for p in layout_dict["digital"] if p not in layout_dict["disabled"] and p != self.led_pin
-        ]
+        self._pins_configured = False
+        self._parser = firmata.FirmataParser()
+        self._pending: deque[firmata.FirmataMessage] = deque()
+        self._link = SerialLink(port, baudrate=baudrate, device="Firmata LED")
         try:
-            self._board = _FirmataConnection(
-                port,
-                layout=layout_dict,
-                baudrate=baudrate,
-                read_timeout_s=min(0.1, self.timeout_s),
-                setup_wait_s=setup_wait_s,
-            )
-        except serial.SerialException as exc:
-            raise DeviceNotFoundError(
-                f"Firmata LED: cannot open {port} ({' '.join(str(exc).split())}).",
-                hint="Check the cable and the device path (ls /dev/ttyACM* /dev/ttyUSB*).",
-            ) from exc
-        except (OSError, TypeError, ValueError) as exc:
-            raise _translate(port, "opening", exc) from exc
-        try:
+            time.sleep(max(0.0, float(setup_wait_s)))
             self._start(connect_timeout_s)
         except BaseException:
             self._do_close()
             self._closed = True
             raise
 
-    # ---- the one boundary to pyfirmata2 -----------------------------------------------------------------
-    @contextmanager
-    def _guard(self, what: str) -> Iterator[None]:
-        try:
-            yield
-        except (
-            serial.SerialException,
-            OSError,
-            pyfirmata2.PinAlreadyTakenError,
-            pyfirmata2.InvalidPinDefError,
-        ) as exc:
-            raise _translate(self.address, what, exc) from exc
+    @property
+    def noise(self) -> int:
+        """Firmata messages dropped as cut short or malformed, and analog samples out of range."""
+        return self._parser.discarded + self._analog_noise
 
+    # ---- receiving ---------------------------------------------------------------------------------------
     def _pump(self, done: Callable[[], bool], timeout_s: float) -> bool:
-        """Handle incoming messages until ``done()`` or ``timeout_s`` passes; return ``done()``."""
+        """Handle incoming messages, one at a time, until ``done()`` or ``timeout_s`` passes; return ``done()``.
+
+        Messages past the one that made ``done()`` true stay queued for the next call.  Waiting for bytes
+        sleeps in the serial port's poll (at most 20 ms at a time), never past the deadline by more.
+        """
         deadline = time.monotonic() + timeout_s
-        with self._guard("reading"):
-            while not done():
-                if time.monotonic() >= deadline:
-                    return False
-                if not self._board.bytes_available():
-                    time.sleep(0.001)
-                    continue
-                try:
-                    self._board.iterate()
-                except (TypeError, IndexError, ValueError):
-                    # pyfirmata2 parses byte by byte; a message cut short by a lost byte ends in a read
-                    # timeout (ord(b"")) or a short argument list.  Skip it: the caller retries.
-                    self.noise += 1
+        while not done():
+            if self._pending:
+                self._handle(self._pending.popleft())
+                continue
+            if time.monotonic() >= deadline:
+                return False
+            self._pending.extend(self._parser.feed(self._link.read_chunk()))
         return True
 
     def _drain(self) -> None:
-        self._pump(lambda: not self._board.bytes_available(), 0.2)
+        """Handle everything already received (bounded in time: a board may stream without pause)."""
+        self._pump(lambda: not self._pending and not self._link.bytes_waiting(), _DRAIN_S)
 
-    # ---- handlers (called from iterate) ---------------------------------------------------------------
+    def _handle(self, message: firmata.FirmataMessage) -> None:
+        if isinstance(message, firmata.VersionReport):
+            self._on_version(message.major, message.minor)
+        elif isinstance(message, firmata.FirmwareReport):
+            self._firmware = (message.major, message.minor, message.name)
+        elif isinstance(message, firmata.PinState):
+            self._answer_log.append((message.pin, message.mode, message.value))
+        elif isinstance(message, firmata.StringData):
+            self.board_messages.append(message.text)
+            log.warning("Firmata LED at %s: the board says %r", self.address, message.text)
+        elif message.channel == self.battery_pin:
+            self._on_analog(message.value)
+
     def _on_version(self, major: int, minor: int) -> None:
         self._version = (major, minor)
         if self._versions_expected > 0:
@@ -297,33 +207,11 @@ class FirmataLedRing(LedRing):
         else:
             self._on_boot()
 
-    def _on_firmware(self, *data: int) -> None:
-        if len(data) < 2 or len(data) > 200 or any(not 0 <= d < 0x80 for d in data):
-            raise ValueError("malformed REPORT_FIRMWARE")
-        chars = [data[i] | (data[i + 1] << 7) for i in range(2, len(data) - 1, 2)]
-        name = "".join(chr(c) if 0x20 <= c < 0x7F else "?" for c in chars)
-        self._firmware = (data[0], data[1], name)
-
-    def _on_pin_state(self, *data: int) -> None:
-        if len(data) < 3 or len(data) > 7 or any(not 0 <= d < 0x80 for d in data):
-            raise ValueError("malformed PIN_STATE_RESPONSE")
-        state = 0
-        for i, part in enumerate(data[2:]):
-            state |= part << (7 * i)
-        self._answer_log.append((data[0], data[1], state))
-
-    def _on_string(self, *data: int) -> None:
-        """StandardFirmata reports problems (e.g. "Unknown pin mode") as STRING_DATA: log them."""
-        chars = [data[i] | (data[i + 1] << 7) for i in range(0, len(data) - 1, 2)]
-        text = "".join(chr(c) if 0x20 <= c < 0x7F else "?" for c in chars[:200])
-        self.board_messages.append(text)
-        log.warning("Firmata LED at %s: the board says %r", self.address, text)
-
-    def _on_analog(self, value: float | None) -> None:
-        if value is None or not 0.0 <= float(value) <= 1.0:
-            self.noise += 1
+    def _on_analog(self, counts: int) -> None:
+        if counts > 1023:
+            self._analog_noise += 1
             return
-        self._sample_value = float(value)
+        self._sample_counts = counts
         self._samples += 1
 
     def _on_boot(self) -> None:
@@ -334,19 +222,12 @@ class FirmataLedRing(LedRing):
 
     # ---- set-up -----------------------------------------------------------------------------------------
     def _start(self, connect_timeout_s: float) -> None:
-        board = self._board
-        board.add_cmd_handler(_REPORT_VERSION, self._on_version)
-        board.add_cmd_handler(_REPORT_FIRMWARE, self._on_firmware)
-        board.add_cmd_handler(_PIN_STATE_RESPONSE, self._on_pin_state)
-        board.add_cmd_handler(_STRING_DATA, self._on_string)
         self._drain()
         # the version banner StandardFirmata prints at start-up may still arrive: it is not a reset
         self._versions_expected = 1 << 30
         end = time.monotonic() + max(connect_timeout_s, self.timeout_s)
         while self._firmware is None:
-            with self._guard("identifying the firmware"):
-                board.send_sysex(_REPORT_FIRMWARE, [])
-                board.sp.write(bytes((_REPORT_VERSION,)))
+            self._link.write(firmata.query_firmware() + firmata.query_version())
             self._pump(
                 lambda: self._firmware is not None and self._version is not None, min(0.25, self.timeout_s)
             )
@@ -359,11 +240,11 @@ class FirmataLedRing(LedRing):
         self._pump(lambda: self._version is not None, self.timeout_s)
         self._drain()
         self._versions_expected = 0
-        with self._guard("configuring the pins"):
-            self._led = board.get_pin(f"d:{self.led_pin}:p")
-            self._battery = board.get_pin(f"a:{self.battery_pin}:i")
-            self._battery.register_callback(self._on_analog)
-        self._reporting_on = True
+        self._link.write(
+            firmata.set_pin_mode(self.led_pin, firmata.MODE_PWM)
+            + firmata.report_analog(self.battery_pin, True)
+        )
+        self._reporting_on = self._pins_configured = True
         self._write_duty(0)
         self._record(LedState(np.zeros((1, 3), np.uint8), 0, time.time(), "off"))
 
@@ -380,9 +261,7 @@ class FirmataLedRing(LedRing):
         tag = self._tag_pins[self._tag_index % len(self._tag_pins)]
         self._tag_index += 1
         self._answer_log.clear()
-        with self._guard("querying a pin"):
-            self._board.send_sysex(_PIN_STATE_QUERY, [pin])
-            self._board.send_sysex(_PIN_STATE_QUERY, [tag])
+        self._link.write(firmata.query_pin_state(pin) + firmata.query_pin_state(tag))
         found: list[tuple[int, int]] = []
 
         def answered() -> bool:
@@ -403,12 +282,12 @@ class FirmataLedRing(LedRing):
         for attempt in range(self.retries + 1):
             if attempt:
                 self.rewrites += 1
-            with self._guard("writing the LED pin"):
-                if seen is not None and seen[0] != _MODE_PWM:
-                    self._led.mode = pyfirmata2.PWM  # the board reset: PWM mode is gone
-                self._led.write(duty / 255.0)
+            if seen is not None and seen[0] != firmata.MODE_PWM:
+                # the board reset: PWM mode is gone
+                self._link.write(firmata.set_pin_mode(self.led_pin, firmata.MODE_PWM))
+            self._link.write(firmata.analog_write(self.led_pin, duty))
             seen = self._query_pin(self.led_pin)
-            if seen == (_MODE_PWM, duty):
+            if seen == (firmata.MODE_PWM, duty):
                 self._duty = duty
                 return time.time()
         if self.boot_count != boots:
@@ -444,7 +323,7 @@ class FirmataLedRing(LedRing):
         seen = self._query_pin(self.led_pin)
         if seen is None:
             raise DeviceTimeoutError(f"Firmata LED at {self.address}: no answer to the pin read-back.")
-        duty = seen[1] if seen[0] == _MODE_PWM else 0
+        duty = seen[1] if seen[0] == firmata.MODE_PWM else 0
         current = self._state
         if current is not None and int(current.emitted()[0, 0]) == duty:
             return current
@@ -456,13 +335,12 @@ class FirmataLedRing(LedRing):
         for attempt in range(self.retries + 1):
             self._drain()
             if attempt or not self._reporting_on:
-                with self._guard("enabling analog reports"):
-                    self._board.sp.write(bytes((_REPORT_ANALOG | self.battery_pin, 1)))
+                self._link.write(firmata.report_analog(self.battery_pin, True))
                 self._reporting_on = True
             while len(values) < self.battery_samples:
                 if not self._pump(self._sample_waiter(), self.timeout_s):
                     break
-                values.append(self._sample_value)
+                values.append(self._sample_counts / 1023.0)
             if len(values) >= self.battery_samples:
                 return float(np.median(values)) * self.adc_reference_mv * self.divider_ratio
         raise DeviceTimeoutError(
@@ -497,10 +375,8 @@ class FirmataLedRing(LedRing):
         )
 
     def _do_close(self) -> None:
-        board = getattr(self, "_board", None)
-        if board is None:
-            return
-        try:
-            board.exit()
-        except (serial.SerialException, OSError, AttributeError):
-            return
+        """Stop the battery reports (best effort: the board may be gone) and close the port."""
+        if self._pins_configured:
+            with contextlib.suppress(DeviceError):
+                self._link.write(firmata.report_analog(self.battery_pin, False))
+        self._link.close()

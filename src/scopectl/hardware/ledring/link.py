@@ -1,10 +1,10 @@
-"""The one boundary between the LED-ring driver and pyserial.
+"""The one boundary between the LED-ring drivers and pyserial.
 
 :class:`SerialLink` opens any pyserial URL with :func:`serial.serial_for_url` (a device path,
 ``loop://``, ``socket://host:port``, ``spy://...``, ``hwgrep://regex``) or wraps a connection that is
-already open, reads lines against deadlines and writes bytes.  Every pyserial and OS exception is
-translated here into :class:`scopectl.errors.DeviceError` subclasses; nothing above this module sees
-a vendor exception.
+already open, reads lines (scopectl's protocol) or raw chunks (Firmata) against deadlines and writes
+bytes.  Every pyserial and OS exception is translated here into :class:`scopectl.errors.DeviceError`
+subclasses; nothing above this module sees a vendor exception.
 """
 
 from __future__ import annotations
@@ -42,30 +42,30 @@ class SerialLike(Protocol):
     def close(self) -> None: ...
 
 
-def _open_error(url: str, exc: BaseException) -> DeviceError:
+def _open_error(device: str, url: str, exc: BaseException) -> DeviceError:
     """Translate an exception raised while opening ``url``."""
     code = getattr(exc, "errno", None)
     text = " ".join(str(exc).split()) or type(exc).__name__
     if isinstance(exc, ValueError):
         return DeviceNotFoundError(
-            f"LED ring: cannot open {url!r}: {text}.",
+            f"{device}: cannot open {url!r}: {text}.",
             hint="Give a device path (/dev/ttyACM0) or a pyserial URL (socket://host:port, spy://, hwgrep://).",
         )
     if code == errno.EACCES:
         return DeviceError(
-            f"LED ring: permission denied opening {url}.",
+            f"{device}: permission denied opening {url}.",
             hint="Add your user to the 'dialout' group (then log in again) or fix the device permissions.",
         )
     if code == errno.EBUSY:
-        return DeviceError(f"LED ring: {url} is busy (another program has it open); close that program.")
+        return DeviceError(f"{device}: {url} is busy (another program has it open); close that program.")
     return DeviceNotFoundError(
-        f"LED ring: no device at {url} ({text}).",
+        f"{device}: cannot open {url}, no device there ({text}).",
         hint="Check the cable and the port name (ls /dev/ttyACM* /dev/ttyUSB*) or the URL.",
     )
 
 
 class SerialLink:
-    """A line-oriented connection with deadlines; the only place pyserial exceptions are handled.
+    """A connection with deadlines, read by lines or by chunks; the only place pyserial exceptions are handled.
 
     Parameters
     ----------
@@ -79,6 +79,10 @@ class SerialLink:
         afterwards and closes it in :meth:`close`.
     max_line_bytes
         Lines longer than this are dropped up to the next ``'\\n'`` and reported as noise.
+    write_timeout_s
+        A write that cannot complete within this time fails with :class:`DeviceTimeoutError`.
+    device
+        What is connected, for messages (``"LED ring"``, ``"Firmata LED"``).
 
     Notes
     -----
@@ -93,8 +97,10 @@ class SerialLink:
         connection: SerialLike | None = None,
         max_line_bytes: int = 256,
         write_timeout_s: float = 2.0,
+        device: str = "LED ring",
     ) -> None:
         self.url = url
+        self.device = device
         self.max_line_bytes = max_line_bytes
         self._buffer = bytearray()
         self._discarding = False
@@ -106,29 +112,29 @@ class SerialLink:
                     url, baudrate=baudrate, timeout=_POLL_S, write_timeout=write_timeout_s
                 )
             except (serial.SerialException, OSError, ValueError) as exc:
-                raise _open_error(url, exc) from exc
+                raise _open_error(device, url, exc) from exc
         else:
             try:
                 connection.timeout = _POLL_S
             except (serial.SerialException, OSError, ValueError) as exc:
-                raise DeviceError(f"LED ring at {url}: cannot configure the connection ({exc}).") from exc
+                raise DeviceError(f"{device} at {url}: cannot configure the connection ({exc}).") from exc
         self._ser: SerialLike | None = connection
 
     def _io_error(self, what: str, exc: BaseException) -> DeviceError:
         if isinstance(exc, serial.SerialTimeoutException):
             return DeviceTimeoutError(
-                f"LED ring at {self.url}: timed out {what}.",
+                f"{self.device} at {self.url}: timed out {what}.",
                 hint="Check that the board is connected and powered.",
             )
         text = " ".join(str(exc).split()) or type(exc).__name__
         return DeviceError(
-            f"LED ring at {self.url}: connection lost while {what} ({text}).",
+            f"{self.device} at {self.url}: connection lost while {what} ({text}).",
             hint="Check the cable, then reopen the device.",
         )
 
     def _conn(self) -> SerialLike:
         if self._ser is None:
-            raise DeviceError(f"LED ring at {self.url}: the connection is closed; reopen the device.")
+            raise DeviceError(f"{self.device} at {self.url}: the connection is closed; reopen the device.")
         return self._ser
 
     def write(self, data: bytes) -> None:
@@ -154,17 +160,33 @@ class SerialLink:
             raise self._io_error("discarding input", exc) from exc
         return dropped
 
-    def _fill(self, deadline: float) -> bool:
-        """Read what is available (waiting at most until ``deadline``); False when nothing came."""
+    def bytes_waiting(self) -> int:
+        """Bytes received and not read yet (without waiting)."""
+        conn = self._conn()
+        try:
+            return int(conn.in_waiting)
+        except (serial.SerialException, OSError) as exc:
+            raise self._io_error("reading", exc) from exc
+
+    def read_chunk(self) -> bytes:
+        """Read what has arrived; with nothing there, wait at most one poll interval (20 ms) for a byte.
+
+        For byte-oriented protocols (Firmata); do not mix with :meth:`read_line` on one link.
+        """
         conn = self._conn()
         try:
             waiting = conn.in_waiting
             chunk = conn.read(waiting if waiting > 0 else 1)
         except (serial.SerialException, OSError) as exc:
             raise self._io_error("reading", exc) from exc
+        self.bytes_received += len(chunk)
+        return bytes(chunk)
+
+    def _fill(self) -> bool:
+        """Read what is available (waiting at most one poll interval); False when nothing came."""
+        chunk = self.read_chunk()
         if not chunk:
             return False
-        self.bytes_received += len(chunk)
         self._buffer.extend(chunk)
         return True
 
@@ -190,7 +212,7 @@ class SerialLink:
                 self._discarding = True
             if time.monotonic() >= deadline:
                 return None
-            self._fill(deadline)
+            self._fill()
 
     def close(self) -> None:
         """Close the connection (idempotent; errors while closing are ignored)."""

@@ -2,8 +2,8 @@
 
 This module is shared by the host driver (:mod:`scopectl.hardware.ledring.serial_ring`, which encodes
 requests and parses replies and events) and the simulated board
-(:mod:`scopectl.hardware.ledring.board`, which parses requests and encodes replies).  The authoritative
-description is ``protocols/led-ring-protocol.md``; the firmware implements the same rules.
+(:mod:`scopectl.hardware.ledring.sim.firmware_model`, which parses requests and encodes replies).  The
+authoritative description is ``protocols/led-ring-protocol.md``; the firmware implements the same rules.
 
 Wire format (ASCII, ``'\\n'``-terminated; a ``'\\r'`` before the ``'\\n'`` is ignored)::
 

@@ -7,7 +7,9 @@
         print(cam.info())
         files = cam.capture(Path("captures"), delete_after=True)
 
-The simulator lives in :mod:`scopectl.hardware.phone.sim` (imported separately).
+The simulator lives in :mod:`scopectl.hardware.phone.sim` (imported separately).  This package may import
+adb-shell, :mod:`scopectl.errors` and :mod:`scopectl.config`; it never imports its ``sim`` package (an
+import-linter contract checks it).
 """
 
 from __future__ import annotations

@@ -5,6 +5,10 @@ Use it with the driver (:class:`scopectl.hardware.phone.PhoneCamera`), with adb-
 
     with SimulatedPhone(source) as phone:          # source.render_capture() -> (dng, jpeg, settings)
         camera = PhoneCamera(phone.address, profile="sim")
+
+The driver never imports this package (an import-linter contract checks it); the simulated rig and the
+tests do.  It depends on nothing of scopectl but itself: the images come from the ``CaptureSource`` it
+is given.
 """
 
 from __future__ import annotations

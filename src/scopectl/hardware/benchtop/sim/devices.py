@@ -1,19 +1,19 @@
 """Pure-Python Micro-Manager devices of the simulated benchtop (pymmcore-plus ``UniMMCore``).
 
 Four device adapters — XY stage, Z drive, RGB camera and shutter — that share one
-:class:`~scopectl.hardware.benchtop.world.SimulatedWorld`.  They can be loaded two ways:
+:class:`~scopectl.hardware.benchtop.sim.world.SimulatedWorld`.  They can be loaded two ways:
 
-- by :meth:`scopectl.hardware.benchtop.Benchtop.simulated`, which passes the world to the constructors;
+- by :func:`scopectl.hardware.benchtop.sim.simulated_benchtop`, which passes the world to the constructors;
 - from a Micro-Manager configuration file, like real adapters::
 
-      #py pyDevice,XY,scopectl.hardware.benchtop.devices,SimXYStage
-      #py pyDevice,Z,scopectl.hardware.benchtop.devices,SimZStage
-      #py pyDevice,Camera,scopectl.hardware.benchtop.devices,SimRGBCamera
-      #py pyDevice,Shutter,scopectl.hardware.benchtop.devices,SimShutter
+      #py pyDevice,XY,scopectl.hardware.benchtop.sim.devices,SimXYStage
+      #py pyDevice,Z,scopectl.hardware.benchtop.sim.devices,SimZStage
+      #py pyDevice,Camera,scopectl.hardware.benchtop.sim.devices,SimRGBCamera
+      #py pyDevice,Shutter,scopectl.hardware.benchtop.sim.devices,SimShutter
       #py Property,Core,Initialize,1
 
   Constructed without arguments, each device joins the world named by its ``World`` property
-  (``"default"``: the digital twin's lung slide; see :func:`~scopectl.hardware.benchtop.world.get_world`).
+  (``"default"``: the digital twin's lung slide; see :func:`~scopectl.hardware.benchtop.sim.world.get_world`).
 """
 
 from __future__ import annotations

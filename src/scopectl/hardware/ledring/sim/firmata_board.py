@@ -16,8 +16,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from scopectl.hardware.ledring.board import BatteryModel
-from scopectl.hardware.ledring.pty_board import BoardFaults, PtyBoard
+from scopectl.hardware.ledring.sim.firmware_model import BatteryModel
+from scopectl.hardware.ledring.sim.pty_board import BoardFaults, PtyBoard
 
 __all__ = ["FIRMATA_FIRMWARE_NAME", "SimulatedFirmataBoard"]
 
@@ -72,7 +72,7 @@ class SimulatedFirmataBoard(PtyBoard):
     led_full_ma
         LED current at 100 % duty.
     faults, battery, virtual_clock
-        As for :class:`~scopectl.hardware.ledring.pty_board.PtyBoard`.
+        As for :class:`~scopectl.hardware.ledring.sim.pty_board.PtyBoard`.
     """
 
     name = "simulated Firmata board"

@@ -4,8 +4,8 @@ A simulated board owns both ends of a pty (``os.openpty``; the slave is put in r
 so the device stays usable while hosts open and close it).  Hosts open :attr:`PtyBoard.path` like a
 real serial port; a thread reads the master end, passes each byte through the fault injector and the
 board model, and writes the board's output back.  Subclasses model the firmware
-(:class:`~scopectl.hardware.ledring.sim.SimulatedLedBoard`,
-:class:`~scopectl.hardware.ledring.sim_firmata.SimulatedFirmataBoard`).
+(:class:`~scopectl.hardware.ledring.sim.led_board.SimulatedLedBoard`,
+:class:`~scopectl.hardware.ledring.sim.firmata_board.SimulatedFirmataBoard`).
 """
 
 from __future__ import annotations
@@ -22,7 +22,7 @@ from types import TracebackType
 from typing import Self
 
 from scopectl.errors import DeviceError
-from scopectl.hardware.ledring.board import BatteryModel
+from scopectl.hardware.ledring.sim.firmware_model import BatteryModel
 
 __all__ = ["BoardFaults", "PtyBoard"]
 

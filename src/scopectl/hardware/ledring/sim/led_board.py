@@ -1,10 +1,10 @@
 """A simulated LED-ring board (scopectl firmware, protocol 1) behind a pseudo-terminal.
 
-The simulator serves :class:`scopectl.hardware.ledring.board.BoardCore` (the firmware's behaviour in
-pure Python) on the master side of a pty from a thread; the driver opens the slave device path like a
-real serial port, so :class:`~scopectl.hardware.ledring.serial_ring.SerialLedRing` runs unchanged.
+The simulator serves :class:`~scopectl.hardware.ledring.sim.firmware_model.BoardCore` (the firmware's
+behaviour in pure Python) on the master side of a pty from a thread; the driver opens the slave device path
+like a real serial port, so :class:`~scopectl.hardware.ledring.serial_ring.SerialLedRing` runs unchanged.
 The battery sags under LED load and over (optionally accelerated) time, and the faults a real board
-shows can be injected (:class:`~scopectl.hardware.ledring.pty_board.BoardFaults`): dropped, corrupted
+shows can be injected (:class:`~scopectl.hardware.ledring.sim.pty_board.BoardFaults`): dropped, corrupted
 and overrun bytes, a stalled board, a reset in mid-session and a brown-out when the battery cannot carry
 the LED load.
 
@@ -20,8 +20,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from scopectl.hardware.ledring.board import BatteryModel, BoardCore, adc_from_mv
-from scopectl.hardware.ledring.pty_board import BoardFaults, PtyBoard
+from scopectl.hardware.ledring.sim.firmware_model import BatteryModel, BoardCore, adc_from_mv
+from scopectl.hardware.ledring.sim.pty_board import BoardFaults, PtyBoard
 
 __all__ = ["BoardFaults", "SimulatedLedBoard"]
 
@@ -32,7 +32,7 @@ class SimulatedLedBoard(PtyBoard):
     Parameters
     ----------
     faults
-        Initial fault settings (see :class:`~scopectl.hardware.ledring.pty_board.BoardFaults`); change
+        Initial fault settings (see :class:`~scopectl.hardware.ledring.sim.pty_board.BoardFaults`); change
         them later through :attr:`faults` or :meth:`set_faults`.
     battery
         The battery model (default: a 2000 mAh cell at 90 % charge).
@@ -45,7 +45,7 @@ class SimulatedLedBoard(PtyBoard):
     Attributes
     ----------
     core
-        The firmware model (:class:`~scopectl.hardware.ledring.board.BoardCore`); read it under
+        The firmware model (:class:`~scopectl.hardware.ledring.sim.firmware_model.BoardCore`); read it under
         :meth:`ring_state` rather than directly while the board is running.
     """
 

@@ -49,7 +49,7 @@ def firmware_dir() -> Path:
     env = os.environ.get("SCOPECTL_FIRMWARE_DIR")
     if env:
         return Path(env)
-    return Path(__file__).resolve().parents[4] / "firmware"
+    return Path(__file__).resolve().parents[5] / "firmware"
 
 
 def build_firmware(directory: Path | None = None, *, timeout_s: float = 300.0) -> tuple[Path, Path]:

@@ -4,7 +4,7 @@
 silence watchdog, low-battery alarm, RESET) exactly as the firmware does; the shared test vectors
 (``protocols/led-ring-vectors.json``) are run against it, against the simulator built on it and
 against the firmware in the loop, so the three cannot drift apart.  It has no threads and no I/O:
-:class:`scopectl.hardware.ledring.sim.SimulatedLedBoard` serves it on a pseudo-terminal.
+:class:`scopectl.hardware.ledring.sim.led_board.SimulatedLedBoard` serves it on a pseudo-terminal.
 
 :class:`BatteryModel` is the simulated battery: open-circuit voltage falling with the charge drawn
 (time can be accelerated) minus internal resistance times the current the LEDs draw.

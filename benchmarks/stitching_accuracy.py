@@ -3,7 +3,7 @@
 Runs a tile scan of the digital twin's slide on the simulated scope (stage with random positioning error
 and backlash), stitches the tiles, and compares the solved positions with the true ones::
 
-    python -m scopectl.hardware.benchtop.measure --rows 4 --cols 4 --tile 1024 --seed 0
+    python benchmarks/stitching_accuracy.py --rows 4 --cols 4 --tile 1024 --seed 0
 
 The RMS error is computed after removing the common translation (a mosaic is defined up to a shift: the
 stage fixes its absolute placement only to its own accuracy).  Prints one JSON object.
@@ -21,24 +21,14 @@ from typing import Any
 
 import numpy as np
 
+from scopectl.hardware.benchtop import FocusPlane, MemorySink, ScanRegion
+from scopectl.hardware.benchtop.benchtop import FocusMode
+from scopectl.hardware.benchtop.sim import SimStageParams, simulated_benchtop
 from scopectl.stitching import StitchSettings, nominal_positions_from_stage, stitch_tiles
 from scopectl.store import TileRecord
+from scopectl.twin import Slide, make_slide
 
-from .benchtop import Benchtop, FocusMode, ScanRegion
-from .world import FocusPlane, SimStageParams
-
-__all__ = ["MemorySink", "main", "measure_stitching_accuracy", "rms_error_px"]
-
-
-@dataclass
-class MemorySink:
-    """A :class:`~scopectl.hardware.benchtop.TileSink` that keeps tiles in memory."""
-
-    tiles: list[TileRecord]
-
-    def add_tile(self, rec: TileRecord) -> int:
-        self.tiles.append(rec)
-        return len(self.tiles) - 1
+__all__ = ["TwinScan", "main", "measure_stitching_accuracy", "rms_error_px", "scan_twin"]
 
 
 def rms_error_px(solved: np.ndarray, true: np.ndarray) -> tuple[float, float]:
@@ -47,6 +37,64 @@ def rms_error_px(solved: np.ndarray, true: np.ndarray) -> tuple[float, float]:
     err = err - err.mean(axis=0)
     dist = np.linalg.norm(err, axis=1)
     return float(np.sqrt(np.mean(dist**2))), float(dist.max())
+
+
+@dataclass
+class TwinScan:
+    """A tile scan of the simulated benchtop with the ground truth of every tile."""
+
+    tiles: list[TileRecord]
+    stage_xy_um: np.ndarray  # (N, 2) commanded stage positions
+    true_xy_um: np.ndarray  # (N, 2) where the stage really was
+    focus_offsets_um: np.ndarray  # (N,) objective height above the slide's focal plane
+    pixel_size_um: float
+    warnings: list[str]
+    scan_s: float
+
+
+def scan_twin(
+    slide: Slide,
+    *,
+    seed: int,
+    rows: int,
+    cols: int,
+    tile_px: int,
+    overlap: float,
+    stage: SimStageParams,
+    center_um: tuple[float, float],
+    focus: FocusMode,
+    focus_points: int,
+) -> TwinScan:
+    """Scan ``rows × cols`` tiles around ``center_um`` on the simulated benchtop (tilted slide)."""
+    t0 = time.perf_counter()
+    with simulated_benchtop(
+        slide,
+        seed=seed,
+        sensor_shape=(tile_px, tile_px),
+        stage=stage,
+        focus_plane=FocusPlane(0.0, 0.0008, -0.0005),
+        start_z_um=3.0,
+    ) as bench:
+        fov = tile_px * bench.pixel_size_um
+        step = fov * (1.0 - overlap)
+        width = fov + (cols - 1) * step - 0.01 * step
+        height = fov + (rows - 1) * step - 0.01 * step
+        region = ScanRegion.around(center_um[0], center_um[1], width, height)
+        bench.move_xy_um(*center_um)
+        sink = MemorySink()
+        scan = bench.scan(region, overlap, sink, focus=focus, focus_points=focus_points)
+        if scan.plan.grid_shape != (rows, cols):
+            raise RuntimeError(f"planned grid {scan.plan.grid_shape}, expected {(rows, cols)}")
+        truths = [bench.world.truth_for(r.stage_x_um, r.stage_y_um) for r in sink.tiles]
+        return TwinScan(
+            tiles=sink.tiles,
+            stage_xy_um=np.array([[r.stage_x_um, r.stage_y_um] for r in sink.tiles]),
+            true_xy_um=np.array([[t.true_x_um, t.true_y_um] for t in truths]),
+            focus_offsets_um=np.array([t.focus_offset_um for t in truths]),
+            pixel_size_um=bench.pixel_size_um,
+            warnings=scan.warnings,
+            scan_s=time.perf_counter() - t0,
+        )
 
 
 def measure_stitching_accuracy(
@@ -73,39 +121,23 @@ def measure_stitching_accuracy(
         ``rms_registered_px`` over the tiles with at least one accepted pair (tiles of bare glass can
         only be placed by the stage), the stitcher's report, sizes and timings.
     """
-    from scopectl.twin import make_slide
-
-    slide = make_slide(sample, seed=seed)  # type: ignore[arg-type]
-    stage = SimStageParams(time_scale=0.0, position_error_um=position_error_um, backlash_um=backlash_um)
-    plane = FocusPlane(0.0, 0.0008, -0.0005)
-    t0 = time.perf_counter()
-    with Benchtop.simulated(
-        slide, seed=seed, sensor_shape=(tile_px, tile_px), stage=stage, focus_plane=plane, start_z_um=3.0
-    ) as bench:
-        world = bench.world
-        assert world is not None
-        fov = tile_px * bench.pixel_size_um
-        step = fov * (1.0 - overlap)
-        width = fov + (cols - 1) * step - 0.01 * step
-        height = fov + (rows - 1) * step - 0.01 * step
-        region = ScanRegion.around(center_um[0], center_um[1], width, height)
-        bench.move_xy_um(*center_um)
-        sink = MemorySink([])
-        scan = bench.scan(region, overlap, sink, focus=focus, focus_points=focus_points)
-        t_scan = time.perf_counter() - t0
-        if scan.plan.grid_shape != (rows, cols):
-            raise RuntimeError(f"planned grid {scan.plan.grid_shape}, expected {(rows, cols)}")
-        recs = sink.tiles
-        stage_xy = np.array([[r.stage_x_um, r.stage_y_um] for r in recs])
-        truths = [world.truth_for(r.stage_x_um, r.stage_y_um) for r in recs]
-        true_xy = np.array([[t.true_x_um, t.true_y_um] for t in truths])
-        focus_offsets = np.array([t.focus_offset_um for t in truths])
-        px = bench.pixel_size_um
-    shape = (tile_px, tile_px)
-    nominal = nominal_positions_from_stage(stage_xy, pixel_size_um=px, tile_shape=shape)
-    true = nominal_positions_from_stage(true_xy, pixel_size_um=px, tile_shape=shape)
+    scan = scan_twin(
+        make_slide(sample, seed=seed),  # type: ignore[arg-type]
+        seed=seed,
+        rows=rows,
+        cols=cols,
+        tile_px=tile_px,
+        overlap=overlap,
+        stage=SimStageParams(time_scale=0.0, position_error_um=position_error_um, backlash_um=backlash_um),
+        center_um=center_um,
+        focus=focus,
+        focus_points=focus_points,
+    )
+    px, shape = scan.pixel_size_um, (tile_px, tile_px)
+    nominal = nominal_positions_from_stage(scan.stage_xy_um, pixel_size_um=px, tile_shape=shape)
+    true = nominal_positions_from_stage(scan.true_xy_um, pixel_size_um=px, tile_shape=shape)
     t1 = time.perf_counter()
-    result = stitch_tiles([r.rgb for r in recs], nominal_positions_px=nominal, settings=settings)
+    result = stitch_tiles([r.rgb for r in scan.tiles], nominal_positions_px=nominal, settings=settings)
     t_stitch = time.perf_counter() - t1
     rms, worst = rms_error_px(result.positions_px, true)
     rms0, worst0 = rms_error_px(nominal, true)
@@ -123,7 +155,7 @@ def measure_stitching_accuracy(
         "position_error_um": position_error_um,
         "backlash_um": backlash_um,
         "focus": focus,
-        "max_abs_focus_offset_um": float(np.abs(focus_offsets).max()),
+        "max_abs_focus_offset_um": float(np.abs(scan.focus_offsets_um).max()),
         "rms_nominal_px": rms0,
         "max_nominal_px": worst0,
         "rms_px": rms,
@@ -134,14 +166,14 @@ def measure_stitching_accuracy(
         "focus_warnings": scan.warnings,
         "mosaic_shape": list(result.mosaic.shape) if result.mosaic is not None else None,
         "stitch": {k: v for k, v in result.report().items() if k != "settings"},
-        "scan_s": t_scan,
+        "scan_s": scan.scan_s,
         "stitch_s": t_stitch,
     }
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Command-line entry point (prints one JSON object)."""
-    ap = argparse.ArgumentParser(prog="python -m scopectl.hardware.benchtop.measure", description=__doc__)
+    ap = argparse.ArgumentParser(prog="python benchmarks/stitching_accuracy.py", description=__doc__)
     ap.add_argument("--sample", default="lung", choices=["lung", "pap", "blood"])
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--rows", type=int, default=3)

@@ -1,6 +1,6 @@
 """The simulated benchtop world: what the simulated stage, focus drive, shutter and camera share.
 
-The simulated devices (:mod:`scopectl.hardware.benchtop.devices`) are thin Micro-Manager device adapters;
+The simulated devices (:mod:`scopectl.hardware.benchtop.sim.devices`) are thin Micro-Manager device adapters;
 the physics lives here so that all of them see one consistent state:
 
 - the **XY stage** has limits, a travel time (speed + settle time, scaled by ``time_scale`` so tests run
@@ -30,13 +30,13 @@ from typing import TYPE_CHECKING, Protocol, runtime_checkable
 import numpy as np
 
 from scopectl.errors import ConfigError
+from scopectl.hardware.benchtop.focus import FocusPlane
 
 if TYPE_CHECKING:
     from scopectl.twin import BenchtopModel, Slide
 
 __all__ = [
     "BenchtopFaults",
-    "FocusPlane",
     "Renderer",
     "SimStageParams",
     "SimulatedWorld",
@@ -118,37 +118,6 @@ class TwinRenderer:
             exposure_ms=exposure_ms,
             seed=seed,
         )
-
-
-@dataclass(frozen=True)
-class FocusPlane:
-    """A (tilted) focal plane ``z = z0_um + slope_x·x_um + slope_y·y_um`` in stage coordinates."""
-
-    z0_um: float = 0.0
-    slope_x: float = 0.0
-    slope_y: float = 0.0
-
-    def z_at(self, x_um: float, y_um: float) -> float:
-        """Focus height (µm) at a stage position."""
-        return self.z0_um + self.slope_x * x_um + self.slope_y * y_um
-
-    @classmethod
-    def fit(cls, points: np.ndarray) -> FocusPlane:
-        """Least-squares plane through ``(x_um, y_um, z_um)`` rows.
-
-        One point gives a flat plane at its height, two or collinear points a plane tilted only along
-        the line through them (minimum-norm solution).
-        """
-        pts = np.asarray(points, dtype=np.float64).reshape(-1, 3)
-        if len(pts) == 0:
-            raise ValueError("FocusPlane.fit needs at least one point")
-        if len(pts) == 1:
-            return cls(float(pts[0, 2]), 0.0, 0.0)
-        cx, cy = pts[:, 0].mean(), pts[:, 1].mean()
-        design = np.column_stack([np.ones(len(pts)), pts[:, 0] - cx, pts[:, 1] - cy])
-        coef, *_ = np.linalg.lstsq(design, pts[:, 2], rcond=None)
-        z0 = float(coef[0] - coef[1] * cx - coef[2] * cy)
-        return cls(z0, float(coef[1]), float(coef[2]))
 
 
 @dataclass
