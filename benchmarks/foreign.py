@@ -145,7 +145,7 @@ class ForeignPhone:
         for rho in levels:
             size_um = self.psf_um * (1.0 + self.psf_edge_growth * rho**2)
             s = size_um / BENCH_UM
-            half = int(math.ceil(3 * max(s, 1.0) + 3 * ap)) + 2
+            half = math.ceil(3 * max(s, 1.0) + 3 * ap) + 2
             yy, xx = np.mgrid[-half : half + 1, -half : half + 1].astype(np.float64)
             if self.psf == "disk":
                 k = (np.hypot(yy, xx) <= s).astype(np.float64)

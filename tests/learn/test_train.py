@@ -79,7 +79,10 @@ def test_one_epoch_end_to_end_through_the_cli(
     assert (model_dir / "training-curve.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     net, card = load_model(model_dir)
     assert card.training.train_patches == 24 and card.training.val_patches == 8
-    assert card.training.learning_rate == pytest.approx(2e-4 * (8 / 32) ** 0.5)
+    # the default (fast) recipe: peak learning rate 1e-3 at batch 16, scaled by √(batch/16); residual network
+    assert card.training.learning_rate == pytest.approx(1e-3 * (8 / 16) ** 0.5)
+    assert card.training.recipe == "fast" and card.training.augment and card.global_residual
+    assert card.quality is not None and card.quality.pairs == 8
     assert card.sample_type == "lung" and card.input_pixel_size_um == 0.925
     assert {"loss", "mse", "ssim_network", "ssim_bicubic"} <= set(card.validation)
     assert card.training.dataset_provenance["slides"] == ["t1", "t2"]
