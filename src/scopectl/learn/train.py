@@ -475,7 +475,14 @@ class _Trainer:
                     index = shard[step * batch : (step + 1) * batch]
                     x, y = train_src.batch(index)
                     if self.augment:
-                        x, y = augment_batch(x, y, seed=cfg.seed, step=state.global_step)
+                        x, y = augment_batch(
+                            x,
+                            y,
+                            seed=cfg.seed,
+                            step=state.global_step,
+                            rank=self.dist.rank,
+                            world=self.dist.world,
+                        )
                     factor = cfg.lr_factor(progress())
                     for group in optimizer.param_groups:
                         group["lr"] = self.lr * factor
@@ -880,22 +887,24 @@ def quality_check(model: EnhanceNet, split: PatchSplit, *, max_patches: int = 25
 
 
 def augment_batch(
-    x: torch.Tensor, y: torch.Tensor, *, seed: int, step: int
+    x: torch.Tensor, y: torch.Tensor, *, seed: int, step: int, rank: int = 0, world: int = 1
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Colour/gain augmentation of the inputs and a flip or quarter turn of the whole batch.
 
     Per patch: white-balance gains ×U(0.9, 1.1) per channel, exposure ×U(0.85, 1.15), then gamma
     U(0.85, 1.18), clipped to [0, 1]; the targets keep their colour, so the network learns to correct a
     cast rather than to reproduce it.  Inputs and targets are turned and flipped alike (one of the eight
-    symmetries of the square per batch).  A pure function of ``(seed, step)``, so resumed runs agree.
+    symmetries of the square per batch).  A pure function of ``(seed, step)``, so resumed runs agree; with
+    ``world`` data-parallel processes the parameters are drawn for the global batch and process ``rank``
+    takes the patches at positions ``rank::world`` (its shard), as one process with the global batch would.
     """
     gen = torch.Generator().manual_seed((seed * 1_000_003 + step * 9_973 + 101) % (2**63))
-    n = x.shape[0]
+    n = x.shape[0] * world
     gains = torch.empty(n, 3, 1, 1).uniform_(0.9, 1.1, generator=gen)
     gains *= torch.empty(n, 1, 1, 1).uniform_(0.85, 1.15, generator=gen)
     gamma = torch.empty(n, 1, 1, 1).uniform_(math.log(0.85), math.log(1.18), generator=gen).exp_()
     turn = int(torch.randint(0, 8, (1,), generator=gen))
-    gains, gamma = gains.to(x.device), gamma.to(x.device)
+    gains, gamma = gains[rank::world].to(x.device), gamma[rank::world].to(x.device)
     x = (x * gains).clamp_(1e-6, 1.0).pow_(gamma)
     if turn & 4:
         x, y = x.flip(-1), y.flip(-1)
