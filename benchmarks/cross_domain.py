@@ -263,7 +263,11 @@ def run_phone(name: str, args: argparse.Namespace, workdir: Path) -> dict[str, A
             "--overwrite",
         )
         outputs = [Path(o["output"]) for o in enh["outputs"]]
-        ev = cli(root, "evaluate", "--model", model, "--slides", f"{name}-test", "--figures", "0")
+        ev = (
+            cli(root, "evaluate", "--model", model, "--slides", f"{name}-test", "--figures", "0")
+            if getattr(args, "evaluate", True)
+            else {}
+        )
         results[recipe] = {
             "train": {
                 k: tr[k] for k in ("steps", "epochs_completed", "patches_per_s", "best_val_loss", "quality")

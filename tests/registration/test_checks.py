@@ -36,16 +36,16 @@ def _checks(**kw: float) -> CaptureChecks:
 
 def test_judge_names_each_missed_limit_and_the_option_that_admits_it() -> None:
     assert judge(_checks(), CaptureLimits()) == []
-    flags = judge(_checks(residual_px=1.234, coverage=0.2, inlier_ratio=0.05), CaptureLimits())
+    flags = judge(_checks(residual_px=1.734, coverage=0.2, inlier_ratio=0.05), CaptureLimits())
     assert [f.check for f in flags] == ["min_coverage", "max_residual_px", "min_inlier_ratio"]
     by = {f.check: f for f in flags}
-    assert by["max_residual_px"].describe() == "residual 1.23 px > 1 px"
-    assert by["max_residual_px"].admit_with() == "--max-residual-px 1.24"
+    assert by["max_residual_px"].describe() == "residual 1.73 px > 1.5 px"
+    assert by["max_residual_px"].admit_with() == "--max-residual-px 1.74"
     assert by["min_coverage"].describe() == "coverage 20% < 30%"
     assert by["min_coverage"].admit_with() == "--min-coverage 0.19"
     # the suggested value really admits the capture
-    loosened = CaptureLimits(max_residual_px=1.24, min_coverage=0.19, min_inlier_ratio=0.04)
-    assert judge(_checks(residual_px=1.234, coverage=0.2, inlier_ratio=0.05), loosened) == []
+    loosened = CaptureLimits(max_residual_px=1.74, min_coverage=0.19, min_inlier_ratio=0.04)
+    assert judge(_checks(residual_px=1.734, coverage=0.2, inlier_ratio=0.05), loosened) == []
     # no kept block: no residual to speak of, which fails the residual limit
     assert judge(_checks(residual_px=None), CaptureLimits())[0].check == "max_residual_px"  # type: ignore[arg-type]
     assert Flag("min_quality", 0.3, 0.5, "--min-quality").describe() == "quality 0.30 < 0.5"

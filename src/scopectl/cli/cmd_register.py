@@ -115,7 +115,7 @@ def register_cmd(
         typer.Option(
             "--max-residual-px", help="Flag captures whose blocks remain shifted more (RMS, benchtop px)."
         ),
-    ] = 1.0,
+    ] = 1.5,
     min_consistency: Annotated[
         float,
         typer.Option(

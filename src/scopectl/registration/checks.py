@@ -67,7 +67,7 @@ class CaptureLimits(FrozenModel):
 
     min_coverage: float = Field(default=0.3, ge=0.0, le=1.0)
     """Fewest of the check's blocks that must pass the block correlation threshold."""
-    max_residual_px: float = Field(default=1.0, gt=0.0)
+    max_residual_px: float = Field(default=1.5, gt=0.0)
     """Largest RMS residual shift of the check's blocks after registration, in benchtop pixels."""
     min_consistency: float = Field(default=0.6, ge=0.0, le=1.0)
     """Fewest of the passing blocks whose residual shift lies within ``consistency_px`` of their median."""
