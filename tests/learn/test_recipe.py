@@ -63,17 +63,18 @@ def test_recipes_resolve_their_settings_and_schedules() -> None:
     )
 
 
-def test_augmentation_changes_input_colour_only_and_is_reproducible() -> None:
+def test_augmentation_changes_colours_of_both_alike_and_is_reproducible() -> None:
     torch.manual_seed(1)
-    x, y = torch.rand(8, 3, 12, 12) * 0.8 + 0.1, torch.rand(8, 3, 30, 30)
+    x = torch.rand(8, 3, 12, 12) * 0.8 + 0.1
+    y = torch.nn.functional.interpolate(x, size=(30, 30), mode="nearest")  # a target of the same colours
     a = augment_batch(x, y, seed=3, step=7)
     b = augment_batch(x, y, seed=3, step=7)
     assert torch.equal(a[0], b[0]) and torch.equal(a[1], b[1])
-    # targets are only turned or flipped: the same multiset of values per patch
-    assert torch.equal(a[1].flatten(1).sort().values, y.flatten(1).sort().values)
-    # inputs change colour per patch and channel
-    ratio = a[0].flatten(2).mean(-1) / x.flatten(2).mean(-1)
-    assert ratio.std() > 0.02 and (a[0] >= 0).all() and (a[0] <= 1).all()
+    # colours change per patch and channel, for input and target alike up to the input's ±3 % wobble
+    mx, my = a[0].flatten(2).mean(-1), a[1].flatten(2).mean(-1)
+    ratio = my / y.flatten(2).mean(-1)
+    assert ratio.std() > 0.03 and (a[0] >= 0).all() and (a[0] <= 1).all() and (a[1] <= 1).all()
+    assert torch.allclose(mx, my, rtol=0.06)
     seen = {int(torch.argmax(augment_batch(x, y, seed=0, step=s)[1][0, 0]).item()) for s in range(40)}
     assert len(seen) > 3  # several of the eight symmetries occur
     # two data-parallel shards together get what one process with the global batch gets
