@@ -29,14 +29,14 @@ def _pct(value: float | None) -> str:
 
 def _table(rows: list[dict[str, Any]]) -> str:
     head = (
-        f"{'capture':>7}  {'ok':<4}  {'inliers':>7}  {'inl. ratio':>10}  {'scale':>7}  {'residual px':>11}  "
+        f"{'capture':>7}  {'matched':<7}  {'inliers':>7}  {'inl. ratio':>10}  {'scale':>7}  {'residual px':>11}  "
         f"{'blocks ok':>9}  {'consistent':>10}  {'quality':>7}  note"
     )
     lines = [head, "-" * len(head)]
     for r in rows:
         admit = " ".join(_admit_option(f) for f in r.get("flags", []))
         lines.append(
-            f"{r['index']:>7}  {'yes' if r['ok'] else 'NO':<4}  {r['inliers']:>7}  {_fmt(r.get('inlier_ratio'), '.2f'):>10}  "
+            f"{r['index']:>7}  {'yes' if r['ok'] else 'NO':<7}  {r['inliers']:>7}  {_fmt(r.get('inlier_ratio'), '.2f'):>10}  "
             f"{_fmt(r['scale'], '.4f'):>7}  {_fmt(r['residual_px'], '.3f'):>11}  {_pct(r['coverage']):>9}  "
             f"{_pct(r.get('consistency')):>10}  {_fmt(r['quality'], '.3f'):>7}  {r['reason']}"
             + (f" (dataset build admits it with {admit})" if admit else "")

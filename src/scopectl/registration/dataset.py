@@ -374,7 +374,7 @@ def build_dataset(
                     if e["slide"] == store.slide_id
                 )
                 raise StoreError(
-                    f"{path}: slide '{store.slide_id}' has no usable registered captures"
+                    f"{path}: slide '{store.slide_id}' has no successfully registered captures"
                     + (f" ({why})" if why else "")
                     + ".",
                     hint=f"Run `scopectl register --slide {store.slide_id}` first (and check its table for failures).",
