@@ -97,7 +97,8 @@ def main() -> None:
     ap.add_argument("--phone-px", type=int, default=1024)
     ap.add_argument("--minutes", type=float, default=10.0)
     ap.add_argument("--device", default="auto")
-    ap.add_argument("--batch-size", type=int, default=32)
+    ap.add_argument("--recipe", default="fast", choices=["fast", "paper"])
+    ap.add_argument("--batch-size", type=int, default=None, help="default: the recipe's (fast 16, paper 32)")
     ap.add_argument("--lr", type=float, default=None)
     ap.add_argument("--compile", action="store_true")
     ap.add_argument(
@@ -151,6 +152,7 @@ def main() -> None:
             {"sample": args.sample, "input_kind": args.input, "source": "twin"}
         )
     config = TrainConfig(
+        recipe=args.recipe,
         minutes=args.minutes,
         batch_size=args.batch_size,
         learning_rate=args.lr,
@@ -209,6 +211,9 @@ def main() -> None:
             "best_val_loss": result.best_val_loss,
             "device": card.training.device,
             "precision": card.training.precision,
+            "recipe": card.training.recipe,
+            "batch_size": card.training.batch_size,
+            "learning_rate": card.training.learning_rate,
         },
         "ssim_bicubic": tables.ssim_bicubic,
         "ssim_network": tables.ssim_network,

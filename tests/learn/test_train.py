@@ -79,7 +79,10 @@ def test_one_epoch_end_to_end_through_the_cli(
     assert (model_dir / "training-curve.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     net, card = load_model(model_dir)
     assert card.training.train_patches == 24 and card.training.val_patches == 8
-    assert card.training.learning_rate == pytest.approx(2e-4 * (8 / 32) ** 0.5)
+    # the default (fast) recipe: peak learning rate 1e-3 at batch 16, scaled by √(batch/16); residual network
+    assert card.training.learning_rate == pytest.approx(1e-3 * (8 / 16) ** 0.5)
+    assert card.training.recipe == "fast" and card.training.augment and card.global_residual
+    assert card.quality is not None and card.quality.pairs == 8
     assert card.sample_type == "lung" and card.input_pixel_size_um == 0.925
     assert {"loss", "mse", "ssim_network", "ssim_bicubic"} <= set(card.validation)
     assert card.training.dataset_provenance["slides"] == ["t1", "t2"]
@@ -204,6 +207,7 @@ def test_torchrun_data_parallel_equals_one_process_with_the_same_global_batch(
     single = train(tiny_dataset, tmp_path / "one", _cfg(epochs=2, batch_size=8))
     wd, ws = _weights(tmp_path / "ddp"), _weights(tmp_path / "one")
     for key in ws:
-        torch.testing.assert_close(wd[key], ws[key], rtol=1e-4, atol=1e-6)
+        # float rounding of the gradient all-reduce, amplified by the default recipe's 5× larger learning rate
+        torch.testing.assert_close(wd[key], ws[key], rtol=1e-4, atol=5e-5)
     card = load_model(tmp_path / "ddp")[1]
     assert card.training.world_size == 2 and single.steps == 6

@@ -127,8 +127,10 @@ def _cli(root: Path, args: list[str], capsys: pytest.CaptureFixture[str]) -> dic
 
     cmd_register.register(app)
     app(args=[*args, "--json"], prog_name="scopectl", standalone_mode=False)
-    out = capsys.readouterr().out.strip().splitlines()
-    return dict(json.loads(out[-1]))
+    captured = capsys.readouterr()
+    result = dict(json.loads(captured.out.strip().splitlines()[-1]))
+    result["_stderr"] = captured.err
+    return result
 
 
 @pytest.fixture(scope="module")
@@ -403,3 +405,49 @@ def test_cli_mean_map_then_fixed_correction(registered: Path, capsys: pytest.Cap
         e = np.hypot(tr - rr - geom.target_origin_px[0], tc - cc - geom.target_origin_px[1])
         errors.append(float(np.sqrt(np.mean(e[8:-8, 8:-8] ** 2))))
     assert errors[1] < 0.6 * errors[0], errors
+
+
+def test_dataset_build_by_default_trains_and_validates_on_every_capture_and_warns(
+    registered: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Test slides are kept apart, so the default split has no test part; little data is announced."""
+    res = _cli(registered, ["dataset", "build", "--slides", "S2", "--name", "default-split"], capsys)
+    counts, caps = res["counts"], res["captures"]
+    assert isinstance(counts, dict) and isinstance(caps, dict)
+    assert caps == {"train": 4, "val": 1, "test": 0} and counts["test"] == 0 and counts["train"] > 0
+    warnings = res["warnings"]
+    assert isinstance(warnings, list) and len(warnings) == 1 and "500+ patches" in warnings[0]
+    assert "WARNING: training gets only" in str(res["_stderr"])
+
+
+def test_flagged_captures_are_listed_and_admitted_when_the_limit_is_loosened(
+    root: Path, mosaic: NDArray[np.uint8], capsys: pytest.CaptureFixture[str]
+) -> None:
+    _make_slide(root, "S3", mosaic, seed=40)
+    reg = _cli(root, ["register", "--slide", "S3", "--no-figures", "--max-residual-px", "0.001"], capsys)
+    assert reg["ok"] == 0 and reg["failed"] == 5
+    rows = reg["captures"]
+    assert isinstance(rows, list) and all(r["flags"][0]["option"] == "--max-residual-px" for r in rows)
+    with pytest.raises(StoreError, match=r"admit with --max-residual-px \d"):
+        _cli(root, ["dataset", "build", "--slides", "S3", "--name", "strict"], capsys)
+    # the largest suggested value admits every capture
+    worst = max(float(r["residual_px"]) for r in rows)
+    loose = f"{worst + 0.01:.2f}"
+    res = _cli(
+        root, ["dataset", "build", "--slides", "S3", "--name", "loose", "--max-residual-px", loose], capsys
+    )
+    admitted = res["admitted_flagged"]
+    assert isinstance(admitted, list) and len(admitted) == 5 and not res["skipped_captures"]
+    # a limit between the captures' residuals admits some and lists the others with their option
+    mid = sorted(float(r["residual_px"]) for r in rows)[2]
+    res = _cli(
+        root,
+        ["dataset", "build", "--slides", "S3", "--name", "mid", "--max-residual-px", f"{mid + 1e-4:.4f}"],
+        capsys,
+    )
+    skipped = res["skipped_captures"]
+    assert isinstance(skipped, list) and len(skipped) == 2
+    assert all(s["admit_with"].startswith("--max-residual-px ") for s in skipped)
+    assert "skipped S3 capture" in str(res["_stderr"]) and "admit it with --max-residual-px" in str(
+        res["_stderr"]
+    )

@@ -51,11 +51,29 @@ def train_cmd(
         float | None, typer.Option("--minutes", min=0.01, help="Train for this many minutes in all.")
     ] = None,
     device: DeviceOpt = "auto",
+    recipe: Annotated[
+        str,
+        typer.Option(
+            "--recipe",
+            help="fast (residual network, warm-up + cosine schedule, colour augmentation: good in minutes) "
+            "or paper (the paper's exact recipe: Adam 2e-4, batch 32, constant; needs hours on a GPU).",
+        ),
+    ] = "fast",
     batch_size: Annotated[
-        int, typer.Option("--batch-size", min=1, help="Patches per step (per process).")
-    ] = 32,
+        int | None,
+        typer.Option("--batch-size", min=1, help="Patches per step per process (fast 16, paper 32)."),
+    ] = None,
     lr: Annotated[
-        float | None, typer.Option("--lr", help="Adam learning rate (default 2e-4 × √(global batch/32)).")
+        float | None,
+        typer.Option(
+            "--lr", help="Peak Adam learning rate (fast 1e-3 × √(batch/16); paper 2e-4 × √(batch/32))."
+        ),
+    ] = None,
+    augment: Annotated[
+        bool | None,
+        typer.Option(
+            "--augment/--no-augment", help="Colour/gain/flip augmentation (default: fast recipe only)."
+        ),
     ] = None,
     precision: Annotated[
         str, typer.Option("--precision", help="auto (bf16 autocast on GPUs), fp32 or bf16.")
@@ -98,7 +116,11 @@ def train_cmd(
 
     state = get_state(ctx)
     precision_value = _precision(precision)
+    if recipe not in ("fast", "paper"):
+        raise ConfigError(f"--recipe {recipe!r} is not one of fast, paper.")
     config = TrainConfig(
+        recipe=recipe,  # type: ignore[arg-type]
+        augment=augment,
         epochs=epochs,
         minutes=minutes,
         batch_size=batch_size,
@@ -163,17 +185,26 @@ def train_cmd(
         "device": card.training.device,
         "precision": card.training.precision,
     }
-    val = card.validation
+    out["quality"] = card.quality.model_dump(mode="json") if card.quality is not None else None
     human = (
         f"model '{card.name}' in {result.model_dir}: stopped ({result.stopped}) after {result.epochs_completed:.2f} "
-        f"epochs; best validation loss {result.best_val_loss:.5g}"
-        + (
-            f"; validation SSIM {val['ssim_bicubic']:.4f} (bicubic) → {val['ssim_network']:.4f} (network)"
-            if "ssim_network" in val
-            else ""
-        )
+        f"epochs ({result.steps} steps, {result.patches_per_s:.1f} patches/s); best validation loss "
+        f"{result.best_val_loss:.5g}"
+        + (f"\nvalidation {card.quality.details}" if card.quality is not None else "")
     )
+    warn_if_worse_than_bicubic(card)
     emit(out, as_json=json_out, human=human)
+
+
+def warn_if_worse_than_bicubic(card: Any) -> None:
+    """Say loudly on stderr when a model's card records that it is worse than bicubic interpolation."""
+    q = card.quality
+    if q is not None and q.worse_than_bicubic:
+        say(
+            f"WARNING: model '{card.name}' is WORSE than plain bicubic interpolation on its validation data "
+            f"({q.details}). Its outputs may degrade your images: train longer, add captures, or check the "
+            "registration; do not use it for diagnosis."
+        )
 
 
 def _precision(value: str) -> Literal["auto", "fp32", "bf16"]:
@@ -240,6 +271,7 @@ def enhance_cmd(
     dev = pick_device(device)
     prec = resolve_precision(_precision(precision), dev, inference=True)
     loaded, card = load_model(resolve_model_dir(model, models_dir=state.models_dir))
+    warn_if_worse_than_bicubic(card)
     net = prepare_model(loaded, device=dev, compile=compile_model)
     t0 = time.perf_counter()
     with progress() as bar:
@@ -332,6 +364,9 @@ def evaluate_cmd(
         raise ConfigError("--slides is empty.", hint="Name held-out slides, e.g. --slides lung-07,lung-08.")
     model_dir = resolve_model_dir(model, models_dir=state.models_dir)
     out_dir = out if out is not None else state.reports_dir / model_dir.name / "evaluation"
+    from scopectl.learn.modelio import read_card
+
+    warn_if_worse_than_bicubic(read_card(model_dir))
     dev = pick_device(device)
     prec = resolve_precision(_precision(precision), dev, inference=True)
     report = evaluate_slides(

@@ -23,26 +23,55 @@ def _fmt(value: float | None, spec: str) -> str:
     return "—" if value is None else format(value, spec)
 
 
+def _pct(value: float | None) -> str:
+    return "—" if value is None else f"{100 * value:.0f}%"
+
+
 def _table(rows: list[dict[str, Any]]) -> str:
-    head = f"{'capture':>7}  {'matched':<7}  {'inliers':>7}  {'scale':>7}  {'residual px':>11}  {'quality':>7}  {'blocks ok':>9}  note"
+    head = (
+        f"{'capture':>7}  {'matched':<7}  {'inliers':>7}  {'inl. ratio':>10}  {'scale':>7}  {'residual px':>11}  "
+        f"{'blocks ok':>9}  {'consistent':>10}  {'quality':>7}  note"
+    )
     lines = [head, "-" * len(head)]
     for r in rows:
+        admit = " ".join(_admit_option(f) for f in r.get("flags", []))
         lines.append(
-            f"{r['index']:>7}  {'yes' if r['ok'] else 'NO':<7}  {r['inliers']:>7}  {_fmt(r['scale'], '.4f'):>7}  "
-            f"{_fmt(r['residual_px'], '.3f'):>11}  {_fmt(r['quality'], '.3f'):>7}  "
-            f"{_fmt(None if r['coverage'] is None else 100 * r['coverage'], '.0f') + ('%' if r['coverage'] is not None else ''):>9}  "
-            f"{r['reason']}"
+            f"{r['index']:>7}  {'yes' if r['ok'] else 'NO':<7}  {r['inliers']:>7}  {_fmt(r.get('inlier_ratio'), '.2f'):>10}  "
+            f"{_fmt(r['scale'], '.4f'):>7}  {_fmt(r['residual_px'], '.3f'):>11}  {_pct(r['coverage']):>9}  "
+            f"{_pct(r.get('consistency')):>10}  {_fmt(r['quality'], '.3f'):>7}  {r['reason']}"
+            + (f" (dataset build admits it with {admit})" if admit else "")
         )
     return "\n".join(lines)
 
 
+def _admit_option(flag: dict[str, Any]) -> str:
+    from scopectl.registration.checks import Flag
+
+    return Flag(**flag).admit_with()
+
+
 def _register_params(**kw: Any) -> Any:
+    from scopectl.registration.checks import CaptureLimits
     from scopectl.registration.elastic import ElasticParams
+    from scopectl.registration.fov import FovParams
     from scopectl.registration.pair import RegisterParams
 
     try:
         el = ElasticParams(threshold=kw.pop("threshold"), min_block_px=kw.pop("min_block_px"))
-        return RegisterParams(elastic_params=el, **kw)
+        fov = FovParams(min_inliers=kw.pop("min_inliers"), max_reprojection_px=kw.pop("max_reprojection_px"))
+        limits = CaptureLimits(
+            **{
+                k: kw.pop(k)
+                for k in (
+                    "min_coverage",
+                    "max_residual_px",
+                    "min_consistency",
+                    "min_inlier_ratio",
+                    "min_quality",
+                )
+            }
+        )
+        return RegisterParams(elastic_params=el, fov=fov, limits=limits, **kw)
     except ValidationError as exc:
         raise ConfigError(format_validation_error(exc, "register options") + ".") from None
 
@@ -59,13 +88,47 @@ def register_cmd(
     elastic: Annotated[
         bool, typer.Option("--elastic/--no-elastic", help="Run the pyramid elastic registration.")
     ] = True,
-    threshold: Annotated[float, typer.Option("--threshold", help="Block correlation threshold.")] = 0.5,
+    threshold: Annotated[
+        float,
+        typer.Option("--threshold", help="Block correlation threshold (against the degraded benchtop)."),
+    ] = 0.5,
     min_block_px: Annotated[
         int, typer.Option("--min-block", help="Smallest elastic block (benchtop px).")
     ] = 50,
     margin_px: Annotated[
         int, typer.Option("--margin", help="Target inset from the capture's edge (px).")
     ] = 32,
+    min_inliers: Annotated[
+        int, typer.Option("--min-inliers", min=6, help="Fewest RANSAC inliers of the FOV match.")
+    ] = 20,
+    max_reprojection_px: Annotated[
+        float,
+        typer.Option(
+            "--max-reprojection-px", help="Largest RMS reprojection error of the FOV match (phone px)."
+        ),
+    ] = 2.0,
+    min_coverage: Annotated[
+        float, typer.Option("--min-coverage", help="Flag captures where fewer blocks pass the threshold.")
+    ] = 0.3,
+    max_residual_px: Annotated[
+        float,
+        typer.Option(
+            "--max-residual-px", help="Flag captures whose blocks remain shifted more (RMS, benchtop px)."
+        ),
+    ] = 1.5,
+    min_consistency: Annotated[
+        float,
+        typer.Option(
+            "--min-consistency", help="Flag captures where fewer blocks agree with their median shift."
+        ),
+    ] = 0.6,
+    min_inlier_ratio: Annotated[
+        float,
+        typer.Option("--min-inlier-ratio", help="Flag captures whose FOV match has fewer inliers per match."),
+    ] = 0.1,
+    min_quality: Annotated[
+        float, typer.Option("--min-quality", help="Flag captures of lower mean block correlation (0: off).")
+    ] = 0.0,
     correction: Annotated[
         Path | None,
         typer.Option("--correction", help="Apply this mean distortion map (fixed rig correction) first."),
@@ -82,14 +145,31 @@ def register_cmd(
     force: Annotated[bool, typer.Option("--force", help="Overwrite an existing --mean-map file.")] = False,
     json_out: JsonOpt = False,
 ) -> None:
-    """Locate each phone capture in the benchtop mosaic, register it elastically and store the result."""
+    """Locate each phone capture in the benchtop mosaic, register it elastically and store the result.
+
+    Each capture is judged by its alignment, measured against the benchtop image degraded to the phone's
+    resolution: blocks passing the threshold (--min-coverage), their residual shift (--max-residual-px),
+    their agreement (--min-consistency) and the FOV match's inlier ratio (--min-inlier-ratio).  A flagged
+    capture keeps its measurements; `dataset build` admits it when the limit it missed is loosened.
+    """
     from scopectl.registration.distortion import load_distortion_map
     from scopectl.registration.figures import write_distortion_figure
     from scopectl.registration.workflow import CaptureReport, accumulate_distortion, register_slide
 
     state = get_state(ctx)
     params = _register_params(
-        ratio=ratio, elastic=elastic, margin_px=margin_px, threshold=threshold, min_block_px=min_block_px
+        ratio=ratio,
+        elastic=elastic,
+        margin_px=margin_px,
+        threshold=threshold,
+        min_block_px=min_block_px,
+        min_inliers=min_inliers,
+        max_reprojection_px=max_reprojection_px,
+        min_coverage=min_coverage,
+        max_residual_px=max_residual_px,
+        min_consistency=min_consistency,
+        min_inlier_ratio=min_inlier_ratio,
+        min_quality=min_quality,
     )
     try:
         wanted = None if captures is None else [int(v) for v in captures.split(",") if v.strip()]
@@ -107,7 +187,7 @@ def register_cmd(
         def tick(rep: CaptureReport) -> None:
             bar.advance(task)
             if not json_out and not rep.ok:
-                say(f"capture {rep.index}: not registered: {rep.reason}")
+                say(f"capture {rep.index}: flagged: {rep.reason}")
 
         reports = register_slide(
             store, params=params, captures=wanted, correction=corr, figures_dir=fig_dir, on_capture=tick
@@ -131,7 +211,7 @@ def register_cmd(
                 "figure": str(png),
                 "captures": len(dmap.provenance["captures"]),
             }
-    human = _table(rows) + f"\n{result['ok']} registered, {result['failed']} failed"
+    human = _table(rows) + f"\n{result['ok']} registered, {result['failed']} flagged or not located"
     if fig_dir is not None:
         human += f"; figures in {fig_dir}"
     if mean_map is not None:
@@ -158,8 +238,11 @@ def build_cmd(
     ratio: Annotated[str, typer.Option("--ratio", help="Target patch / input patch (L).")] = "5/2",
     overlap: Annotated[float, typer.Option("--overlap", help="Patch overlap fraction.")] = 0.4,
     split: Annotated[
-        str, typer.Option("--split", help="train,val,test fractions (by capture).")
-    ] = "0.7,0.15,0.15",
+        str,
+        typer.Option(
+            "--split", help="train,val,test fractions by capture (keep test slides apart: evaluate on them)."
+        ),
+    ] = "0.85,0.15,0",
     seed: Annotated[int, typer.Option("--seed", help="Seed of the split.")] = 0,
     jpeg_quality: Annotated[
         int | None, typer.Option("--jpeg-quality", help="Also add JPEG-compressed inputs at this quality.")
@@ -170,15 +253,37 @@ def build_cmd(
     min_similarity: Annotated[
         float, typer.Option("--min-similarity", help="Drop patches whose registration blocks correlate less.")
     ] = 0.5,
+    min_coverage: Annotated[
+        float | None,
+        typer.Option("--min-coverage", help="Capture limit replacing register's (admits flagged)."),
+    ] = None,
+    max_residual_px: Annotated[
+        float | None,
+        typer.Option("--max-residual-px", help="Capture limit replacing register's (admits flagged)."),
+    ] = None,
+    min_consistency: Annotated[
+        float | None,
+        typer.Option("--min-consistency", help="Capture limit replacing register's (admits flagged)."),
+    ] = None,
+    min_inlier_ratio: Annotated[
+        float | None,
+        typer.Option("--min-inlier-ratio", help="Capture limit replacing register's (admits flagged)."),
+    ] = None,
     min_quality: Annotated[
-        float, typer.Option("--min-quality", help="Skip captures of lower quality.")
-    ] = 0.5,
+        float | None,
+        typer.Option("--min-quality", help="Capture limit replacing register's (admits flagged)."),
+    ] = None,
     compression: Annotated[str, typer.Option("--compression", help="none, lzf or gzip.")] = "none",
     force: Annotated[bool, typer.Option("--force", help="Replace an existing dataset.")] = False,
     json_out: JsonOpt = False,
 ) -> None:
-    """Cut the registered pairs of some slides into input/target patches split by capture."""
-    from scopectl.registration.dataset import DatasetParams, build_dataset
+    """Cut the registered pairs of some slides into input/target patches split by capture.
+
+    By default every capture goes to training or validation (evaluate on other slides).  The capture
+    limits default to those `register` used; loosening one admits the captures it flagged.  Each skipped
+    capture is listed with the reason and the option that would admit it.
+    """
+    from scopectl.registration.dataset import DatasetParams, LimitOverrides, build_dataset
     from scopectl.store import validate_slide_id
 
     state = get_state(ctx)
@@ -203,7 +308,13 @@ def build_cmd(
             jpeg_quality=jpeg_quality,
             min_tissue_fraction=min_tissue,
             min_patch_similarity=min_similarity,
-            min_capture_quality=min_quality,
+            limits=LimitOverrides(
+                min_coverage=min_coverage,
+                max_residual_px=max_residual_px,
+                min_consistency=min_consistency,
+                min_inlier_ratio=min_inlier_ratio,
+                min_quality=min_quality,
+            ),
             compression=compression,  # type: ignore[arg-type]
         )
     except ValidationError as exc:
@@ -225,9 +336,20 @@ def build_cmd(
         f"dataset {name}: train {d['counts']['train']} / val {d['counts']['val']} / test {d['counts']['test']} patches "
         f"from {d['captures']['train']}/{d['captures']['val']}/{d['captures']['test']} captures; dropped "
         f"{d['dropped']['background']} background and {d['dropped']['low_similarity']} poorly registered patches"
-        + (f"; skipped {len(d['skipped_captures'])} captures" if d["skipped_captures"] else "")
+        + (f"; admitted {len(d['admitted_flagged'])} flagged captures" if d["admitted_flagged"] else "")
         + f"\nwritten to {out}"
     )
+    for entry in d["skipped_captures"]:
+        say(
+            f"skipped {entry['slide']} capture {entry['capture']}: {entry['reason']}"
+            + (
+                f"; admit it with {entry['admit_with']}"
+                if entry.get("admit_with")
+                else "; it cannot be admitted"
+            )
+        )
+    for warning in d["warnings"]:
+        say(f"WARNING: {warning}")
     emit(d, as_json=json_out, human=human)
 
 

@@ -83,6 +83,8 @@ class TrainingInfo(StrictModel):
     learning_rate: float = Field(default=2e-4, gt=0)
     sobel_weight: float = Field(default=1e-3, ge=0)
     optimizer: str = "Adam"
+    recipe: str = "paper"
+    augment: bool = False
     seed: int = 0
     device: str = ""
     precision: str = "fp32"
@@ -120,6 +122,9 @@ class ModelCard(StrictModel):
     widths: list[int] = Field(default_factory=block_widths)
     parameters: int = Field(default=0, ge=0)
     receptive_field_radius_px: int = 12
+    global_residual: bool = False
+    """The output is the bicubic enlargement of the input plus the network's correction (the default
+    recipe); false for the paper's network and for models made before scopectl had the option."""
     input_pixel_size_um: float = Field(gt=0, lt=100)
     target_pixel_size_um: float = Field(gt=0, lt=100)
     sample_type: str = "unknown"
@@ -259,6 +264,11 @@ def save_model(directory: Path | str, model: torch.nn.Module, card: ModelCard) -
         raise ModelError(
             f"model card says ratio {card.ratio} but the network upsamples by {ratio[0]}/{ratio[1]}."
         )
+    residual = getattr(inner, "residual", None)
+    if residual is not None and bool(residual) != card.global_residual:
+        raise ModelError(
+            f"model card says global_residual={card.global_residual} but the network has residual={residual}."
+        )
     done = card.model_copy(
         update={
             "parameters": sum(int(v.numel()) for v in state.values()),
@@ -377,7 +387,7 @@ def model_from_blob(blob: bytes, card: ModelCard, *, source: str) -> EnhanceNet:
         state = load(blob)
     except (SafetensorError, ValueError, OSError) as exc:
         raise ModelError(f"{weights}: not a valid safetensors file ({exc}).") from None
-    model = build_network(card.ratio_pq)
+    model = build_network(card.ratio_pq, residual=card.global_residual)
     expected = {k: tuple(v.shape) for k, v in model.state_dict().items()}
     got = {k: tuple(v.shape) for k, v in state.items()}
     if expected != got:

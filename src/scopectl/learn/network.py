@@ -24,6 +24,13 @@ This fixed affine pre/post-processing has no parameters and does not change the 
 the first phase of training in which the network only learns the mean intensity (measured:
 ``docs/performance.md``).
 
+Global residual (``residual=True``, the default recipe's network): the output is the bicubic ×p/q
+enlargement of the input plus the network's correction, ``y = bicubic(x) + tail(shuffle(…))``, with no
+centring.  The expansion layer starts from ICNR (Aitken et al. 2017: every group of p² sub-pixel
+channels starts with the same kernel, so the shuffled output has no checkerboard) and the last layer
+from weights 10× smaller than the paper's, so an untrained network is bicubic interpolation plus a small
+smooth correction.  Same layers and parameter count as the paper's network; only the output is added to.
+
 Geometry: output pixel ``j`` is centred at pixel-shuffle position ``q·j``, i.e. at input coordinate
 ``(q·j + 0.5)/p − 0.5`` (0.4·j − 0.4 for 5/2).  Input tiles must therefore start at multiples of ``q``
 for tiled outputs to line up (see :mod:`scopectl.learn.enhance`).
@@ -42,8 +49,10 @@ __all__ = [
     "CENTRE",
     "INIT_STD",
     "EnhanceNet",
+    "bicubic_up",
     "block_widths",
     "build_network",
+    "icnr_",
     "parse_ratio",
     "receptive_field_radius",
 ]
@@ -135,10 +144,11 @@ class EnhanceNet(nn.Module):
     not clamped.  Works in any memory format; channels-last is fastest on CPUs and GPUs.
     """
 
-    def __init__(self, ratio: tuple[int, int] = (5, 2)) -> None:
+    def __init__(self, ratio: tuple[int, int] = (5, 2), *, residual: bool = False) -> None:
         super().__init__()
         p, q = parse_ratio(ratio)
         self.ratio = (p, q)
+        self.residual = residual
         widths = block_widths()
         self.head = nn.Conv2d(3, widths[0], 3, padding=1)
         self.blocks = nn.ModuleList(_ResidualBlock(widths[i], widths[i + 1]) for i in range(len(widths) - 1))
@@ -161,6 +171,10 @@ class EnhanceNet(nn.Module):
                 )
                 if module.bias is not None:
                     nn.init.zeros_(module.bias)
+        if self.residual:
+            icnr_(self.expand.weight, self.ratio[0], generator=generator)
+            with torch.no_grad():
+                self.tail.weight.mul_(0.1)
 
     def output_shape(self, rows: int, cols: int) -> tuple[int, int]:
         """Output size for an input of ``rows × cols`` pixels: ``(⌈rows·p/q⌉, ⌈cols·p/q⌉)``."""
@@ -172,10 +186,42 @@ class EnhanceNet(nn.Module):
         for block in self.blocks:
             y = block(y)
         y = F.relu(self.expand(y))
-        out: torch.Tensor = self.tail(self.shuffle(y)) + CENTRE
-        return out
+        out: torch.Tensor = self.tail(self.shuffle(y))
+        if self.residual:
+            return out + bicubic_up(x, self.ratio, out.shape[-2:])
+        return out + CENTRE
 
 
-def build_network(ratio: tuple[int, int] = (5, 2)) -> EnhanceNet:
-    """The paper's network for upsampling ratio ``p/q`` (default 5/2 = 2.5), freshly initialised."""
-    return EnhanceNet(ratio)
+def bicubic_up(x: torch.Tensor, ratio: tuple[int, int], size: tuple[int, int] | torch.Size) -> torch.Tensor:
+    """Bicubic enlargement of ``x`` by exactly ``p/q`` (area-aligned pixel centres, a = −0.75), cropped or
+    edge-padded to ``size`` (the network's ⌈S·p/q⌉), so that tiles and whole images agree."""
+    p, q = ratio
+    up = F.interpolate(
+        x, scale_factor=p / q, mode="bicubic", align_corners=False, recompute_scale_factor=False
+    )
+    dr, dc = int(size[0]) - up.shape[-2], int(size[1]) - up.shape[-1]
+    if dr or dc:
+        up = F.pad(up, (0, max(dc, 0), 0, max(dr, 0)), mode="replicate")[..., : int(size[0]), : int(size[1])]
+    return up
+
+
+def icnr_(weight: torch.Tensor, upscale: int, *, generator: torch.Generator | None = None) -> None:
+    """ICNR initialisation of a convolution that feeds a pixel shuffle by ``upscale`` (in place).
+
+    The ``C·r²`` output channels are filled so that the ``r²`` channels of each group (shuffled into one
+    output channel) share one kernel drawn like the paper's (truncated normal, σ 0.05): the shuffled
+    output then starts as a nearest-neighbour enlargement, without the checkerboard of independent
+    sub-pixel kernels (Aitken et al. 2017, "Checkerboard artifact free sub-pixel convolution").
+    """
+    out_ch, in_ch, kh, kw = weight.shape
+    groups = out_ch // (upscale * upscale)
+    sub = torch.empty(groups, in_ch, kh, kw)
+    nn.init.trunc_normal_(sub, mean=0.0, std=INIT_STD, a=-2 * INIT_STD, b=2 * INIT_STD, generator=generator)
+    with torch.no_grad():
+        weight.copy_(sub.repeat_interleave(upscale * upscale, dim=0).to(weight))
+
+
+def build_network(ratio: tuple[int, int] = (5, 2), *, residual: bool = False) -> EnhanceNet:
+    """The paper's network for upsampling ratio ``p/q`` (default 5/2 = 2.5), freshly initialised;
+    ``residual`` adds the global bicubic path (see the module docstring)."""
+    return EnhanceNet(ratio, residual=residual)

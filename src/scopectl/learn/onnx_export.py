@@ -101,7 +101,34 @@ def build_onnx(model: EnhanceNet, card: ModelCard | None = None) -> Any:
         )
     )
     conv("tail", "shuffled", "tail.out", stride=q)
-    nodes.append(helper.make_node("Add", ["tail.out", "centre"], ["output"], name="uncentre_output"))
+    if getattr(model, "residual", False):
+        # global residual: bicubic ×p/q of the input (PyTorch's a = −0.75, half-pixel centres), edge-padded
+        # by one pixel and cropped to the network's ⌈S·p/q⌉, added to the correction
+        inits.append(
+            numpy_helper.from_array(np.array([1.0, 1.0, p / q, p / q], dtype=np.float32), "up.scales")
+        )
+        inits.append(numpy_helper.from_array(np.array([0, 0, 0, 0, 0, 0, 1, 1], dtype=np.int64), "up.pads"))
+        inits.append(numpy_helper.from_array(np.array([0, 0], dtype=np.int64), "up.starts"))
+        inits.append(numpy_helper.from_array(np.array([2, 3], dtype=np.int64), "up.axes"))
+        nodes += [
+            helper.make_node(
+                "Resize",
+                ["input", "", "up.scales"],
+                ["up.resized"],
+                name="bicubic",
+                mode="cubic",
+                cubic_coeff_a=-0.75,
+                coordinate_transformation_mode="half_pixel",
+            ),
+            helper.make_node("Pad", ["up.resized", "up.pads"], ["up.padded"], name="up.pad", mode="edge"),
+            helper.make_node("Shape", ["tail.out"], ["up.shape"], name="up.shape", start=2),
+            helper.make_node(
+                "Slice", ["up.padded", "up.starts", "up.shape", "up.axes"], ["up.out"], name="up.crop"
+            ),
+            helper.make_node("Add", ["tail.out", "up.out"], ["output"], name="add_bicubic"),
+        ]
+    else:
+        nodes.append(helper.make_node("Add", ["tail.out", "centre"], ["output"], name="uncentre_output"))
 
     graph = helper.make_graph(
         nodes,

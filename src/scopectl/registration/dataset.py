@@ -17,6 +17,7 @@ ratio's denominator — covers exactly target patch (L i, L j).
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 import time
@@ -36,8 +37,9 @@ from pydantic import Field, model_validator
 from scopectl import __version__
 from scopectl.config.base import FrozenModel
 from scopectl.errors import InputFileError, StoreError, StoreExistsError
+from scopectl.registration.checks import CaptureLimits, judge
 from scopectl.registration.pair import parse_ratio
-from scopectl.registration.workflow import StoredPair, load_pair
+from scopectl.registration.workflow import StoredPair, flagged_checks, load_pair
 from scopectl.store import SlideStore
 
 __all__ = [
@@ -59,13 +61,35 @@ SPLITS = ("train", "val", "test")
 SplitName = Literal["train", "val", "test"]
 
 
+class LimitOverrides(FrozenModel):
+    """Capture-check limits for ``dataset build`` (see :class:`~scopectl.registration.checks.CaptureLimits`);
+    ``None`` keeps the limit the capture was registered with."""
+
+    min_coverage: float | None = Field(default=None, ge=0.0, le=1.0)
+    max_residual_px: float | None = Field(default=None, gt=0.0)
+    min_consistency: float | None = Field(default=None, ge=0.0, le=1.0)
+    min_inlier_ratio: float | None = Field(default=None, ge=0.0, le=1.0)
+    min_quality: float | None = Field(default=None, ge=0.0, le=1.0)
+
+    def apply(self, limits: CaptureLimits) -> CaptureLimits:
+        """``limits`` with the given overrides."""
+        return limits.model_copy(update={k: v for k, v in self.model_dump().items() if v is not None})
+
+
+#: Below these, ``dataset build`` warns that training gets too little data.
+MIN_TRAIN_CAPTURES = 3
+MIN_TRAIN_PATCHES = 500
+
+
 class DatasetParams(FrozenModel):
     """How registered pairs become patches."""
 
     input_patch_px: int = Field(default=60, ge=8, le=2048)
     ratio: str = "5/2"
     overlap: float = Field(default=0.4, ge=0.0, lt=1.0)
-    split: tuple[float, float, float] = (0.7, 0.15, 0.15)
+    split: tuple[float, float, float] = (0.85, 0.15, 0.0)
+    """train, val, test fractions by capture.  Test slides are normally kept apart (``scopectl evaluate``
+    on other slides), so by default every capture goes to training or validation."""
     seed: int = 0
     jpeg_quality: int | None = Field(default=None, ge=1, le=100)
     """Also add JPEG-compressed copies of every input (the registered image is compressed whole)."""
@@ -75,8 +99,9 @@ class DatasetParams(FrozenModel):
     """A target pixel is stained when its largest optical density over the white level exceeds this."""
     min_patch_similarity: float = Field(default=0.5, ge=-1.0, le=1.0)
     """Patches whose registration-check blocks correlate below this on average are dropped."""
-    min_capture_quality: float = Field(default=0.5, ge=0.0, le=1.0)
-    """Captures whose registration quality is below this are skipped."""
+    limits: LimitOverrides = LimitOverrides()
+    """Capture-check limits that replace the ones ``register`` used (None: keep them); a capture that
+    ``register`` flagged is admitted when it meets the loosened limits."""
     compression: Literal["none", "lzf", "gzip"] = "none"
 
     @model_validator(mode="after")
@@ -222,6 +247,8 @@ class DatasetSummary:
     dropped: dict[str, int]
     skipped_captures: list[dict[str, Any]]
     seconds: float
+    admitted_flagged: list[dict[str, Any]] = dataclasses.field(default_factory=list)
+    warnings: list[str] = dataclasses.field(default_factory=list)
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -230,6 +257,8 @@ class DatasetSummary:
             "captures": self.captures,
             "dropped": self.dropped,
             "skipped_captures": self.skipped_captures,
+            "admitted_flagged": self.admitted_flagged,
+            "warnings": self.warnings,
             "seconds": self.seconds,
         }
 
@@ -306,6 +335,7 @@ def build_dataset(
     # pass 1: which captures, pixel sizes
     plan: list[tuple[Path, str, int]] = []
     skipped: list[dict[str, Any]] = []
+    admitted: list[dict[str, Any]] = []
     target_um: float | None = None
     slides_prov: list[dict[str, Any]] = []
     for path in slide_paths:
@@ -328,21 +358,25 @@ def build_dataset(
                 reg = store.read_registration(i)
                 if reg is None:
                     continue
-                if not reg["ok"]:
-                    skipped.append({"slide": store.slide_id, "capture": i, "reason": reg["reason"]})
-                elif reg["quality"] < p.min_capture_quality:
-                    skipped.append(
-                        {
-                            "slide": store.slide_id,
-                            "capture": i,
-                            "reason": f"quality {reg['quality']:.2f} < {p.min_capture_quality}",
-                        }
-                    )
-                else:
+                verdict = _admit(reg, p.limits)
+                entry = {"slide": store.slide_id, "capture": i}
+                if verdict is None:
                     usable.append(i)
+                    if not reg["ok"]:
+                        admitted.append({**entry, "flagged": reg["reason"]})
+                else:
+                    skipped.append({**entry, **verdict})
             if not usable:
+                why = "; ".join(
+                    f"capture {e['capture']}: {e['reason']}"
+                    + (f" (admit with {e['admit_with']})" if e.get("admit_with") else "")
+                    for e in skipped
+                    if e["slide"] == store.slide_id
+                )
                 raise StoreError(
-                    f"{path}: slide '{store.slide_id}' has no successfully registered captures.",
+                    f"{path}: slide '{store.slide_id}' has no successfully registered captures"
+                    + (f" ({why})" if why else "")
+                    + ".",
                     hint=f"Run `scopectl register --slide {store.slide_id}` first (and check its table for failures).",
                 )
             plan.extend((Path(path), store.slide_id, i) for i in usable)
@@ -378,7 +412,7 @@ def build_dataset(
                         if current is not None:
                             current[1].close()
                         current = (path, SlideStore.open(path))
-                    pair = load_pair(current[1], i)
+                    pair = load_pair(current[1], i, allow_flagged=True)
                     if not math.isclose(pair.input_pixel_size_um, input_um, rel_tol=1e-3):
                         raise InputFileError(
                             f"{path}: capture {i} was registered at {pair.input_pixel_size_um:.4g} µm/px, the dataset "
@@ -431,6 +465,7 @@ def build_dataset(
                     "slide_numbers": slide_number,
                     "splits": capture_list,
                     "skipped_captures": skipped,
+                    "admitted_flagged": admitted,
                     "dropped_patches": dropped,
                     "params": p.model_dump(mode="json"),
                 },
@@ -445,6 +480,15 @@ def build_dataset(
     finally:
         if tmp.exists():
             tmp.unlink()
+    warnings: list[str] = []
+    if n_caps["train"] < MIN_TRAIN_CAPTURES or counts["train"] < MIN_TRAIN_PATCHES:
+        warnings.append(
+            f"training gets only {n_caps['train']} capture(s) and {counts['train']} patches (a network needs about "
+            f"{MIN_TRAIN_CAPTURES}+ captures and {MIN_TRAIN_PATCHES}+ patches to learn more than one capture's "
+            "colour cast); register more captures, or admit flagged ones by loosening a limit"
+            + (" (see the skipped captures)" if skipped else "")
+            + "."
+        )
     return DatasetSummary(
         path=out_path,
         counts=counts,
@@ -452,7 +496,33 @@ def build_dataset(
         dropped=dropped,
         skipped_captures=skipped,
         seconds=time.perf_counter() - t0,
+        admitted_flagged=admitted,
+        warnings=warnings,
     )
+
+
+def _admit(reg: dict[str, Any], overrides: LimitOverrides) -> dict[str, Any] | None:
+    """None when a registered capture is usable under the (possibly loosened) limits, else why not.
+
+    A capture that could not be located has no geometry and cannot be admitted; one that a capture check
+    flagged is judged again with the limits it was registered with, replaced by ``overrides``.
+    """
+    checks = flagged_checks(reg)
+    if checks is None:
+        if reg["ok"]:
+            return None
+        return {"reason": reg["reason"], "admit_with": None}
+    try:
+        limits = CaptureLimits.model_validate((reg["extra"] or {}).get("limits") or {})
+    except ValueError:
+        limits = CaptureLimits()
+    flags = judge(checks, overrides.apply(limits))
+    if not flags:
+        return None
+    return {
+        "reason": "; ".join(f.describe() for f in flags),
+        "admit_with": " ".join(f.admit_with() for f in flags),
+    }
 
 
 class SplitArrays:

@@ -21,6 +21,7 @@ Geometry (all benchtop quantities in full-resolution mosaic pixels, pixel centre
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import time
 from collections.abc import Callable, Iterator
@@ -36,6 +37,14 @@ from pydantic import Field
 
 from scopectl.config.base import FrozenModel
 from scopectl.errors import RegistrationError
+from scopectl.registration.checks import (
+    CaptureChecks,
+    CaptureLimits,
+    Flag,
+    consistency,
+    fit_phone_blur,
+    judge,
+)
 from scopectl.registration.elastic import (
     DisplacementField,
     ElasticParams,
@@ -93,10 +102,9 @@ class RegisterParams(FrozenModel):
     """Target crop inset from the capture's footprint, and extra phone data kept around it (mosaic px)."""
     elastic: bool = True
     """Run the pyramid elastic registration (else only the homography and any fixed correction)."""
-    min_quality: float = Field(default=0.5, ge=0.0, le=1.0)
-    """Captures whose elastic quality (mean check correlation) is below this are marked failed."""
-    min_coverage: float = Field(default=0.25, ge=0.0, le=1.0)
-    """Captures where fewer blocks than this fraction pass the correlation threshold are marked failed."""
+    limits: CaptureLimits = CaptureLimits()
+    """Alignment limits a capture must meet (:mod:`scopectl.registration.checks`); a capture that misses one
+    is stored with its measurements and flagged, and ``dataset build`` can admit it with looser limits."""
     channel: Literal["green", "luma", "matched"] = "green"
     """Image the elastic step correlates (see :func:`registration_images`)."""
     fov: FovParams = FovParams()
@@ -267,6 +275,8 @@ class RegisteredPair:
     failure: str | None = None
     channel_weights: list[float] = field(default_factory=list)
     timings_s: dict[str, float] = field(default_factory=dict)
+    checks: CaptureChecks | None = None
+    flags: list[Flag] = field(default_factory=list)
 
     @property
     def quality(self) -> float:
@@ -393,8 +403,8 @@ def register_pair(
     Returns
     -------
     RegisteredPair
-        With ``failure`` set (and the pair not to be used) when the elastic step's quality or coverage
-        is too low.
+        With ``checks`` (the alignment measured against the benchtop degraded to the phone's
+        resolution), and ``flags``/``failure`` set when a limit of ``params.limits`` is not met.
 
     Raises
     ------
@@ -464,13 +474,31 @@ def register_pair(
             shift_map = (elastic.field.sample_grid(rc, cc) / float(ratio)).astype(np.float32)
         else:
             elastic = check_only(moving, reference, params=p.elastic_params, margin_px=p.margin_px)
-        if elastic.coverage < p.min_coverage:
-            failure = (
-                f"only {100 * elastic.coverage:.0f}% of the blocks correlate above "
-                f"{p.elastic_params.threshold} after registration (need {100 * p.min_coverage:.0f}%)"
-            )
-        elif elastic.quality < p.min_quality:
-            failure = f"registration quality {elastic.quality:.2f} is below {p.min_quality:.2f}"
+        # judge the alignment against the benchtop degraded to the phone's resolution, so that the phone's
+        # blur alone does not lower the scores (scopectl.registration.checks)
+        rows_t, cols_t = reference.shape
+        fr, fc = elastic.field.sample_grid(
+            np.arange(rows_t, dtype=np.float32), np.arange(cols_t, dtype=np.float32)
+        )
+        sigma = fit_phone_blur(moving, reference, margin_px=p.margin_px, field_rc=(fr, fc))
+        degraded = (
+            reference if sigma == 0 else np.asarray(cv2.GaussianBlur(reference, (0, 0), sigma), np.float32)
+        )
+        check = check_only(
+            moving, degraded, params=p.elastic_params, margin_px=p.margin_px, initial=elastic.field
+        ).check
+        elastic = dataclasses.replace(elastic, check=check)
+        checks = CaptureChecks(
+            coverage=elastic.coverage,
+            residual_px=elastic.residual_px,
+            consistency=consistency(check.shift_px, check.kept, tolerance_px=p.limits.consistency_px),
+            inlier_ratio=match.inliers / max(1, match.matches),
+            quality=elastic.quality,
+            blur_sigma_px=sigma,
+        )
+        flags = judge(checks, p.limits)
+        if flags:
+            failure = "; ".join(f.describe() for f in flags)
         t3 = time.perf_counter()
         registered = render_registered(
             phone_rgb, homography=match.homography, geometry=geom, shift_map=shift_map, correction=correction
@@ -487,4 +515,6 @@ def register_pair(
             failure=failure,
             channel_weights=weights,
             timings_s={"fov": t1 - t0, "elastic": t3 - t2, "render": (t4 - t3) + (t2 - t1), "total": t4 - t0},
+            checks=checks,
+            flags=flags,
         )

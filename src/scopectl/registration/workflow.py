@@ -20,6 +20,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 from scopectl.errors import RegistrationError, StoreError
+from scopectl.registration.checks import CaptureChecks
 from scopectl.registration.distortion import DistortionAccumulator, DistortionMap
 from scopectl.registration.elastic import DisplacementField
 from scopectl.registration.fov import MosaicIndex
@@ -36,6 +37,7 @@ __all__ = [
     "CaptureReport",
     "StoredPair",
     "accumulate_distortion",
+    "flagged_checks",
     "load_pair",
     "register_slide",
 ]
@@ -57,6 +59,10 @@ class CaptureReport:
     coverage: float | None
     seconds: float
     figures: list[str] = field(default_factory=list)
+    consistency: float | None = None
+    inlier_ratio: float | None = None
+    blur_sigma_px: float | None = None
+    flags: list[dict[str, Any]] = field(default_factory=list)
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -70,6 +76,10 @@ class CaptureReport:
             "coverage": self.coverage,
             "seconds": self.seconds,
             "figures": self.figures,
+            "consistency": self.consistency,
+            "inlier_ratio": self.inlier_ratio,
+            "blur_sigma_px": self.blur_sigma_px,
+            "flags": self.flags,
         }
 
 
@@ -140,6 +150,9 @@ def _record(
             "timings_s": el.timings_s,
         },
         "correction": _correction_extra(correction),
+        "checks": pair.checks.to_dict() if pair.checks is not None else None,
+        "flags": [f.to_dict() for f in pair.flags],
+        "limits": params.limits.model_dump(mode="json"),
     }
     return RegistrationRecord(
         ok=pair.failure is None,
@@ -260,6 +273,7 @@ def register_slide(
                 )
             ]
         el = pair.elastic if pair is not None else None
+        chk = pair.checks if pair is not None else None
         report = CaptureReport(
             index=i,
             ok=rec.ok,
@@ -271,6 +285,10 @@ def register_slide(
             coverage=el.coverage if el is not None else None,
             seconds=time.perf_counter() - t0,
             figures=figs,
+            consistency=chk.consistency if chk is not None else None,
+            inlier_ratio=chk.inlier_ratio if chk is not None else None,
+            blur_sigma_px=chk.blur_sigma_px if chk is not None else None,
+            flags=[f.to_dict() for f in pair.flags] if pair is not None else [],
         )
         reports.append(report)
         if on_capture is not None:
@@ -281,6 +299,18 @@ def register_slide(
         failed=[{"index": r.index, "reason": r.reason} for r in reports if not r.ok],
     )
     return reports
+
+
+def flagged_checks(reg: dict[str, Any]) -> CaptureChecks | None:
+    """The stored capture checks of a registration record that has its geometry (None otherwise)."""
+    extra = reg.get("extra") or {}
+    data = extra.get("checks")
+    if not data or "geometry" not in extra:
+        return None
+    try:
+        return CaptureChecks.from_dict(data)
+    except (KeyError, TypeError, ValueError):
+        return None
 
 
 class _LazyIndex:
@@ -314,20 +344,24 @@ class StoredPair:
     target_pixel_size_um: float
 
 
-def load_pair(store: SlideStore, capture_index: int) -> StoredPair:
+def load_pair(store: SlideStore, capture_index: int, *, allow_flagged: bool = False) -> StoredPair:
     """Rebuild the registered pair of one capture from its registration record.
+
+    ``allow_flagged`` also loads a capture that was registered but flagged by a capture check (its
+    record has the geometry); ``dataset build`` uses it when the user loosens a limit.
 
     Raises
     ------
     StoreError
-        If the capture has no successful registration or its record is inconsistent.
+        If the capture has no successful (or, with ``allow_flagged``, flagged) registration or its
+        record is inconsistent.
     """
     reg = store.read_registration(capture_index)
     if reg is None:
         raise StoreError(
             f"{store.path}: capture {capture_index} is not registered; run `scopectl register` first."
         )
-    if not reg["ok"]:
+    if not reg["ok"] and not (allow_flagged and flagged_checks(reg) is not None):
         raise StoreError(f"{store.path}: capture {capture_index} failed registration ({reg['reason']}).")
     info = store.mosaic_info()
     if info is None:
