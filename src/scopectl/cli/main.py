@@ -15,7 +15,16 @@ from typing import Annotated
 import typer
 
 from scopectl import __version__
-from scopectl.cli import cmd_acquire, cmd_demo, cmd_doctor, cmd_learn, cmd_register, cmd_sim, cmd_store
+from scopectl.cli import (
+    cmd_acquire,
+    cmd_demo,
+    cmd_doctor,
+    cmd_learn,
+    cmd_register,
+    cmd_serve,
+    cmd_sim,
+    cmd_store,
+)
 from scopectl.cli.common import CliState, default_root, say, say_error
 from scopectl.errors import ScopectlError
 
@@ -52,7 +61,7 @@ def _root(
     ctx.obj = CliState(root=root if root is not None else default_root(), debug=debug)
 
 
-for _module in (cmd_store, cmd_acquire, cmd_sim, cmd_register, cmd_learn, cmd_demo, cmd_doctor):
+for _module in (cmd_store, cmd_acquire, cmd_sim, cmd_register, cmd_learn, cmd_demo, cmd_doctor, cmd_serve):
     _module.register(app)
 
 

@@ -9,6 +9,7 @@ another clinic's*, 409 conflict, 413 too large, 415 wrong type, 422 refused cont
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
 from pathlib import Path
 from typing import Annotated, Any, Literal
@@ -444,10 +445,8 @@ async def get_capture(
             remaining = deadline - time.monotonic()
             if view["status"] in ("done", "failed") or remaining <= 0 or event is None:
                 return view
-            try:
+            with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(event.wait(), timeout=min(0.25, remaining))
-            except TimeoutError:
-                pass
             event.clear()
     finally:
         if event is not None:
@@ -651,6 +650,22 @@ def tile(capture_id: str, image: str, level: int, tile: str, principal: User, st
     return Response(
         data, media_type="image/jpeg", headers={"Cache-Control": "private, max-age=86400, immutable"}
     )
+
+
+@router.get("/captures/{capture_id}/thumbnail.jpeg", tags=["viewer"], response_class=Response)
+def thumbnail(capture_id: str, principal: User, state: State) -> Response:
+    """A small JPEG of the input (at most 128 pixels on its longer side), for case pages."""
+    with state.db.connect() as conn:
+        load_capture(conn, principal, capture_id)
+    path = state.files.input_tiles(capture_id)
+    try:
+        header = state.tiles.header(path)
+        data = state.tiles.tile(path, min(int(header["max_level"]), 7), 0, 0)
+    except FileNotFoundError:
+        data = None
+    if data is None:
+        raise ApiError(404, "no thumbnail.")
+    return Response(data, media_type="image/jpeg", headers={"Cache-Control": "private, max-age=86400"})
 
 
 # ------------------------------------------------------------------------------------------------ reports

@@ -12,6 +12,7 @@ import threading
 import time
 from collections import defaultdict
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from fastapi import HTTPException, Request
@@ -106,10 +107,11 @@ class ServiceState:
     export_lock: threading.Lock = field(default_factory=threading.Lock)
     started_at: float = field(default_factory=time.time)
     worker_threads: list[threading.Thread] = field(default_factory=list)
+    workers: list[Any] = field(default_factory=list)
     stop_workers: threading.Event = field(default_factory=threading.Event)
 
     @property
-    def models_dir(self) -> Any:
+    def models_dir(self) -> Path:
         return self.settings.root / "models"
 
 

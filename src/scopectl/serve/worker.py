@@ -151,6 +151,7 @@ class Worker:
         )
         self.on_change = on_change
         self.jobs_done = 0
+        self.current: queue.Claimed | None = None
         self._last_requeue = 0.0
 
     # ------------------------------------------------------------------------------------------ loop
@@ -173,11 +174,27 @@ class Worker:
                     self.wake.wait(self.settings.poll_s)
                     continue
                 self._notify(claimed.capture_id)
-                self.process(claimed, stop)
+                self.current = claimed
+                try:
+                    self.process(claimed, stop)
+                finally:
+                    self.current = None
                 self.jobs_done += 1
         finally:
             self._unregister()
         return self.jobs_done
+
+    def give_back_current(self) -> None:
+        """Put the job this worker is still running back in the queue (shutdown ran out of patience).
+
+        If the worker finishes it after all, its result is discarded (it no longer holds the job).
+        """
+        claimed = self.current
+        if claimed is None:
+            return
+        with self.db.begin() as conn:
+            if queue.release(conn, claimed.job_id, worker=self.name):
+                log.warning("job %d was given back to the queue at shutdown", claimed.job_id)
 
     def _requeue_expired(self) -> None:
         now = time.monotonic()
