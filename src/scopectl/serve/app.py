@@ -39,8 +39,10 @@ SHUTDOWN_GRACE_S = 20.0
 
 STATIC = Path(__file__).with_name("static")
 
+#: OpenSeadragon 6.1.1 adds one fixed <style> element (``@media (hover: none) {...}``); its hash is allowed.
+_OSD_STYLE_HASH = "'sha256-9xTiqzfwFaL2SGb1rmr8gysEwVVjIvqWAgmZgqFqpEE='"
 _CSP = (
-    "default-src 'self'; img-src 'self' data: blob:; style-src 'self'; script-src 'self'; "
+    f"default-src 'self'; img-src 'self' data: blob:; style-src 'self' {_OSD_STYLE_HASH}; script-src 'self'; "
     "connect-src 'self'; object-src 'none'; base-uri 'none'; form-action 'self'; frame-ancestors 'none'"
 )
 

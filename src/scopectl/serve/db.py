@@ -16,6 +16,7 @@ Times are seconds since the epoch (floats).  Leases compare against the *databas
 from __future__ import annotations
 
 import contextlib
+import os
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -286,7 +287,8 @@ class Database:
         if self.dialect == "sqlite":
             path = make_url(self.url).database
             assert path is not None
-            Path(path).parent.mkdir(parents=True, exist_ok=True)
+            Path(path).parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+            os.close(os.open(path, os.O_CREAT | os.O_WRONLY, 0o600))  # password hashes: owner only
             self.engine: Engine = create_engine(
                 self.url, connect_args={"timeout": 30.0, "check_same_thread": False}
             )
