@@ -74,7 +74,7 @@ class _State:
         self.max_file_bytes = max_file_bytes
         self.max_files = max_files
         self.result = Received()
-        self.headers: dict[str, str] = {}
+        self.headers: dict[str, bytes] = {}
         self.header_field = b""
         self.header_value = b""
         self.current: FilePart | None = None
@@ -94,13 +94,11 @@ class _State:
         self.header_value += data[start:end]
 
     def on_header_end(self) -> None:
-        self.headers[self.header_field.decode("latin-1").strip().lower()] = self.header_value.decode(
-            "utf-8", "replace"
-        ).strip()
+        self.headers[self.header_field.decode("latin-1").strip().lower()] = self.header_value.strip()
         self.header_field, self.header_value = b"", b""
 
     def on_headers_finished(self) -> None:
-        disposition, params = parse_options_header(self.headers.get("content-disposition", ""))
+        disposition, params = parse_options_header(self.headers.get("content-disposition", b""))
         if disposition != b"form-data" or b"name" not in params:
             raise UploadRejected(400, "a part of the form has no Content-Disposition: form-data name.")
         name = params[b"name"].decode("utf-8", "replace")
@@ -111,7 +109,7 @@ class _State:
             self.current = FilePart(
                 field_name=name,
                 display_name=display_name(params[b"filename"].decode("utf-8", "replace")),
-                declared_type=self.headers.get("content-type", "application/octet-stream").lower(),
+                declared_type=self.headers.get("content-type", b"application/octet-stream").decode("latin-1").lower(),
                 path=path,
             )
             self.result.files.append(self.current)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import ipaddress
 import logging
+import signal
 import socket
 import sys
 from collections.abc import Callable
@@ -91,8 +92,20 @@ def run_server(
         access_log=log_level in ("info", "debug"),
     )
     server = uvicorn.Server(config)
+    received: list[int] = []
+
+    def remember(signum: int, _frame: object) -> None:
+        received.append(signum)
+
+    # uvicorn handles SIGINT/SIGTERM itself (a graceful shutdown), then raises the signal again for the
+    # handler that was installed before it: this one notes it, so a requested stop ends with exit code 0.
+    previous = {sig: signal.signal(sig, remember) for sig in (signal.SIGINT, signal.SIGTERM)}
     try:
         server.run(sockets=[sock])
     finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
         sock.close()
         db.dispose()
+    if received:
+        say(f"scopectl serve: stopped ({signal.Signals(received[0]).name}).")
