@@ -3,7 +3,7 @@
 It starts with small limits (2 MB files, 4 megapixels) so the limit tests send small bodies.  Users: an admin,
 two clinic users of two clinics (Alpha, Beta), an expert, and spare users for the login throttle.  Models: an
 identity network that serves ``lung`` (quality checked), one without a quality record and one worse than
-bicubic.
+bicubic, and an inverting network that serves ``pap`` (the browser tests see it).
 """
 
 from __future__ import annotations
@@ -27,6 +27,7 @@ def service(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Service]:
     save_identity_model(root, "lung-identity")
     save_identity_model(root, "no-quality-record", quality="unchecked")
     save_identity_model(root, "worse-than-bicubic", quality="worse")
+    save_identity_model(root, "pap-inverted", invert=True)
     users = add_users(
         sqlite_url(root),
         [
@@ -43,8 +44,9 @@ def service(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Service]:
     server = ServerProcess(root, ["--max-upload-mb", "2", "--max-megapixels", "4", "--workers", "1"]).start()
     svc = Service(root, server, users)
     with svc.client("admin") as admin:
-        r = admin.put("/api/admin/assignments/lung", json={"model": "lung-identity"})
-        assert r.status_code == 200, r.text
+        for sample_type, model in (("lung", "lung-identity"), ("pap", "pap-inverted")):
+            r = admin.put(f"/api/admin/assignments/{sample_type}", json={"model": model})
+            assert r.status_code == 200, r.text
     try:
         yield svc
     finally:

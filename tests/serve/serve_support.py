@@ -30,13 +30,13 @@ START_DEADLINE_S = 90.0
 STOP_DEADLINE_S = 40.0
 
 
-def identity_network() -> torch.nn.Module:
+def identity_network(*, invert: bool = False) -> torch.nn.Module:
     """A 5/2 network whose output is the input sampled at the output grid (nearest neighbour).
 
     The head passes the colour channels on (``relu(x - 0.5 + 0.5) = x``), the residual blocks add nothing,
     ``expand`` copies each colour to its 25 sub-pixels, the pixel shuffle upsamples by 5 and the stride-2 tail
     samples the centre.  So an enhanced image shrunk by 2.5 must match its input: a check that colours, rows
-    and columns survive the whole service.
+    and columns survive the whole service.  With ``invert`` the output is ``1 - input`` (unmistakable on screen).
     """
     net = build_network((5, 2))
     with torch.no_grad():
@@ -49,13 +49,14 @@ def identity_network() -> torch.nn.Module:
             net.head.weight[c, c, 1, 1] = 1.0
             net.head.bias[c] = 0.5
             for s in range(25):
-                net.expand.weight[c * 25 + s, c, 1, 1] = 1.0
+                net.expand.weight[c * 25 + s, c, 1, 1] = -1.0 if invert else 1.0
+                net.expand.bias[c * 25 + s] = 1.0 if invert else 0.0
             net.tail.weight[c, c, 1, 1] = 1.0
             net.tail.bias[c] = -0.5
     return net.eval()
 
 
-def save_identity_model(root: Path, name: str, *, quality: str = "checked") -> Path:
+def save_identity_model(root: Path, name: str, *, quality: str = "checked", invert: bool = False) -> Path:
     """Write ``<root>/models/<name>`` with the identity network; ``quality``: checked, unchecked or worse."""
     record = None
     if quality != "unchecked":
@@ -79,7 +80,7 @@ def save_identity_model(root: Path, name: str, *, quality: str = "checked") -> P
         notes="test model: nearest-neighbour upsampling written as the paper's network",
     )
     directory = root / "models" / name
-    save_model(directory, identity_network(), card)
+    save_model(directory, identity_network(invert=invert), card)
     return directory
 
 

@@ -103,6 +103,7 @@ def create_app(settings: ServeSettings, db: Database) -> FastAPI:
                 "status": exc.status_code,
                 "detail": exc.detail,
                 "me": getattr(request.state, "principal", None),
+                "csrf": getattr(getattr(request.state, "principal", None), "csrf_token", None),
             },
             status_code=exc.status_code,
             headers=exc.headers,

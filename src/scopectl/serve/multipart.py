@@ -147,6 +147,9 @@ class _State:
             self.handle.close()
             self.handle = None
             self.current.sha256 = self.hasher.hexdigest()
+            if self.current.size == 0:  # an empty file input of a browser form: no capture
+                self.current.path.unlink(missing_ok=True)
+                self.result.files.remove(self.current)
             self.current = None
         else:
             self.result.fields[self.field_name] = self.field_value.decode("utf-8", "replace")

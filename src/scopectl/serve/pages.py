@@ -282,7 +282,7 @@ def case_page(case_id: str, request: Request, principal: PageUser, state: State)
             conn, principal, "view", object_type="case", object_id=case_id, ip=client_ip(request)
         )
         case = case_view(conn, row)
-    return _render(request, "case.html", {"case": case, "error": None})
+    return _render(request, "case.html", {"case": case, "report": case["report"], "error": None})
 
 
 @router.post("/cases/{case_id}/captures", response_class=HTMLResponse)
@@ -293,7 +293,9 @@ async def case_upload(case_id: str, request: Request, principal: PageUser, state
         if exc.status_code in (401, 404):
             raise
         case = await run_in_threadpool(_case_for_page, state, principal, case_id)
-        return _render(request, "case.html", {"case": case, "error": str(exc.detail)}, status=exc.status_code)
+        return _render(
+            request, "case.html", {"case": case, "report": case["report"], "error": str(exc.detail)}, status=exc.status_code
+        )
     if len(stored) == 1:
         return _see_other(f"/captures/{stored[0].capture_id}")
     return _see_other(f"/cases/{case_id}")

@@ -8,7 +8,7 @@
   var captureId = root.dataset.capture;
   var api = "/api/captures/" + captureId;
   var timing = (window.scopectlTiming = { firstTileMs: null, firstTileDrawnMs: null, enhancedShownMs: null });
-  var viewers = {};
+  var viewers = (window.scopectlViewers = {}); // exposed for diagnosis (and the browser tests)
   var state = { capture: null, inputPx: null, inputPxAssumed: false, enhancedPx: null, mode: "side" };
 
   function $(id) { return document.getElementById(id); }
