@@ -71,7 +71,9 @@ class Browser:
         self.by_id("username").send_keys(account.name)
         self.by_id("password").send_keys(account.password)
         self.by_id("login").click()
-        self.wait(lambda d: d.current_url.endswith(("/cases", "/account/password")), "the page after logging in")
+        self.wait(
+            lambda d: d.current_url.endswith(("/cases", "/account/password")), "the page after logging in"
+        )
         if self.driver.current_url.endswith("/account/password"):
             self.shot(f"{user}-one-time-password")
             new = f"{user}-chose-this-password"
@@ -238,7 +240,12 @@ def test_another_clinic_cannot_reach_the_case_and_the_viewer_fits_a_phone(
 
     browser.log_in(service, "browser-a")
     d = browser.driver
-    d.set_window_size(390, 844)  # a phone
+    # a phone: a 390-pixel-wide screen that honours the page's viewport meta tag, with touch
+    d.execute_cdp_cmd(
+        "Emulation.setDeviceMetricsOverride",
+        {"width": 390, "height": 844, "deviceScaleFactor": 2, "mobile": True},
+    )
+    d.execute_cdp_cmd("Emulation.setTouchEmulationEnabled", {"enabled": True, "maxTouchPoints": 5})
     try:
         browser.open(f"{service.url}/captures/{capture_id}")
         browser.wait(
@@ -246,7 +253,10 @@ def test_another_clinic_cannot_reach_the_case_and_the_viewer_fits_a_phone(
         )
         time.sleep(0.5)
         browser.shot("phone-capture-page")
-        assert d.execute_script("return document.documentElement.scrollWidth <= window.innerWidth")
+        assert d.execute_script("return document.documentElement.clientWidth") == 390
+        assert d.execute_script(
+            "return document.documentElement.scrollWidth <= document.documentElement.clientWidth"
+        )
         first = browser.by_id("view-input").rect
         second = browser.by_id("view-enhanced").rect
         assert second["y"] >= first["y"] + first["height"] - 1, "on a phone the two viewers are stacked"
