@@ -11,6 +11,7 @@ step and its last line of output.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import pwd
 import re
@@ -174,7 +175,7 @@ class ThrowawayPostgres:
         """Stop the server (fast shutdown) and remove its folder."""
         try:
             if self._started and self.bindir is not None and self.base is not None:
-                try:
+                with contextlib.suppress(PostgresUnavailable):  # already gone; the folder goes below
                     self._run(
                         [
                             str(self.bindir / "pg_ctl"),
@@ -189,8 +190,6 @@ class ThrowawayPostgres:
                         ],
                         what="pg_ctl stop",
                     )
-                except PostgresUnavailable:
-                    pass  # already gone; the folder is removed below either way
                 self._started = False
         finally:
             if self.base is not None:

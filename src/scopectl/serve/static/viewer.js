@@ -241,16 +241,20 @@
   function sleep(ms) { return new Promise(function (resolve) { setTimeout(resolve, ms); }); }
 
   async function poll() {
-    var first = true;
+    var embedded = document.getElementById("capture-data");
+    if (embedded) { // the page carries the capture's state: no round trip before the first tiles
+      var now = JSON.parse(embedded.textContent);
+      update(now);
+      if (now.status === "done" || now.status === "failed") { return; }
+    }
     for (;;) {
       var response;
       try {
-        response = await fetch(api + (first ? "" : "?wait_s=20"), { headers: { Accept: "application/json" } });
+        response = await fetch(api + "?wait_s=20", { headers: { Accept: "application/json" } });
       } catch (e) { await sleep(2000); continue; }
       if (response.status === 401) { location.href = "/login?next=" + encodeURIComponent(location.pathname); return; }
       if (!response.ok) { await sleep(2000); continue; }
       var cap = await response.json();
-      first = false;
       update(cap);
       if (cap.status === "done" || cap.status === "failed") { return; }
     }
