@@ -109,7 +109,9 @@ class _State:
             self.current = FilePart(
                 field_name=name,
                 display_name=display_name(params[b"filename"].decode("utf-8", "replace")),
-                declared_type=self.headers.get("content-type", b"application/octet-stream").decode("latin-1").lower(),
+                declared_type=self.headers.get("content-type", b"application/octet-stream")
+                .decode("latin-1")
+                .lower(),
                 path=path,
             )
             self.result.files.append(self.current)

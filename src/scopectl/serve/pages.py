@@ -294,7 +294,10 @@ async def case_upload(case_id: str, request: Request, principal: PageUser, state
             raise
         case = await run_in_threadpool(_case_for_page, state, principal, case_id)
         return _render(
-            request, "case.html", {"case": case, "report": case["report"], "error": str(exc.detail)}, status=exc.status_code
+            request,
+            "case.html",
+            {"case": case, "report": case["report"], "error": str(exc.detail)},
+            status=exc.status_code,
         )
     if len(stored) == 1:
         return _see_other(f"/captures/{stored[0].capture_id}")
