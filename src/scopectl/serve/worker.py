@@ -198,7 +198,7 @@ class Worker:
 
     def _requeue_expired(self) -> None:
         now = time.monotonic()
-        if now - self._last_requeue < REQUEUE_EVERY_S:
+        if now - self._last_requeue < min(REQUEUE_EVERY_S, self.settings.lease_s / 2):
             return
         self._last_requeue = now
         with self.db.begin() as conn:
