@@ -9,6 +9,7 @@ import xml.etree.ElementTree as ET
 from pathlib import Path
 
 import cv2
+import httpx
 import numpy as np
 import pytest
 import tifffile
@@ -274,3 +275,33 @@ def test_the_audit_log_records_who_viewed_and_downloaded_what(service: Service) 
     assert ("expert", "view", capture_id) in mine
     assert ("expert", "download", capture_id) in mine
     assert all(e["ip"] == "127.0.0.1" for e in log if e["user"] == "expert")
+
+
+def test_admins_create_disable_and_reset_users(service: Service) -> None:
+    with service.client("admin") as admin, service.client("clinic-a") as clinic:
+        r = admin.post("/api/admin/users", json={"name": "newcomer", "role": "clinic", "clinic": "Gamma"})
+        assert r.status_code == 201 and r.json()["clinic"] == "Gamma"
+        token = r.json()["api_token"]
+        assert (
+            admin.post(
+                "/api/admin/users", json={"name": "newcomer", "role": "clinic", "clinic": "Gamma"}
+            ).status_code
+            == 422
+        )
+        assert clinic.post("/api/admin/users", json={"name": "x1", "role": "admin"}).status_code == 403
+        with httpx.Client(base_url=service.url, headers={"Authorization": f"Bearer {token}"}) as newcomer:
+            assert newcomer.get("/api/me").json()["clinic"] == "Gamma"
+            assert admin.post("/api/admin/users/newcomer/disable").status_code == 204
+            assert newcomer.get("/api/me").status_code == 401
+            assert admin.post("/api/admin/users/newcomer/enable").status_code == 204
+            assert newcomer.get("/api/me").status_code == 200
+            fresh = admin.post("/api/admin/users/newcomer/reset").json()
+            assert newcomer.get("/api/me").status_code == 401  # the old token is gone
+        with httpx.Client(
+            base_url=service.url, headers={"Authorization": f"Bearer {fresh['api_token']}"}
+        ) as again:
+            assert again.get("/api/me").json()["name"] == "newcomer"
+        assert admin.post("/api/admin/users/admin/disable").status_code == 409
+        assert admin.post("/api/admin/users/nobody/disable").status_code == 404
+        names = {u["name"]: u for u in admin.get("/api/admin/users").json()}
+        assert names["newcomer"]["must_change_password"] is True and "password_hash" not in names["newcomer"]

@@ -40,6 +40,8 @@ __all__ = [
     "login_blocked",
     "record_audit",
     "record_login",
+    "reset_credentials",
+    "set_disabled",
 ]
 
 ROLES = ("clinic", "expert", "admin")
@@ -145,6 +147,47 @@ def create_user(conn: Connection, name: str, *, role: str, clinic: str | None) -
     key = result.inserted_primary_key
     assert key is not None
     return NewUser(int(key[0]), name, role, clinic, password, token)  # type: ignore[arg-type]
+
+
+def reset_credentials(conn: Connection, name: str) -> NewUser:
+    """A new one-time password and API token for a user; the old ones and every session stop working.
+
+    Raises
+    ------
+    ConfigError
+        If there is no such user.
+    """
+    row = conn.execute(
+        select(users.c.id, users.c.role, clinics.c.name.label("clinic"))
+        .select_from(users.outerjoin(clinics, users.c.clinic_id == clinics.c.id))
+        .where(users.c.name == name)
+    ).first()
+    if row is None:
+        raise ConfigError(f"no user {name!r}.")
+    password, token = new_password(), new_token()
+    conn.execute(
+        users.update()
+        .where(users.c.id == row.id)
+        .values(password_hash=hash_password(password), must_change_password=True, token_hash=digest(token))
+    )
+    conn.execute(delete(sessions).where(sessions.c.user_id == row.id))
+    return NewUser(int(row.id), name, row.role, row.clinic, password, token)
+
+
+def set_disabled(conn: Connection, name: str, *, disabled: bool) -> None:
+    """Disable a user (their sessions end, their token stops working) or enable them again.
+
+    Raises
+    ------
+    ConfigError
+        If there is no such user.
+    """
+    row = conn.execute(select(users.c.id).where(users.c.name == name)).first()
+    if row is None:
+        raise ConfigError(f"no user {name!r}.")
+    conn.execute(users.update().where(users.c.id == row.id).values(disabled=disabled))
+    if disabled:
+        conn.execute(delete(sessions).where(sessions.c.user_id == row.id))
 
 
 def _principal(

@@ -799,6 +799,67 @@ def add_user(
     }
 
 
+@router.post("/admin/users/{name}/reset", response_model=NewUserOut, tags=["admin"])
+def admin_reset_user(name: str, request: Request, principal: User, state: State) -> dict[str, Any]:
+    """A new one-time password and API token for a user (a lost password, a leaked token); old ones stop working."""
+    require_role(principal, "admin")
+    check_csrf(request, principal)
+    return reset_user(state, request, principal, name)
+
+
+def reset_user(state: ServiceState, request: Request, principal: Principal, name: str) -> dict[str, Any]:
+    try:
+        with state.db.begin() as conn:
+            new = accounts.reset_credentials(conn, name)
+            accounts.record_audit(
+                conn, principal, "reset-user", object_type="user", object_id=name, ip=client_ip(request)
+            )
+    except ConfigError as exc:
+        raise ApiError(404, exc.one_line()) from None
+    return {
+        "name": new.name,
+        "role": new.role,
+        "clinic": new.clinic,
+        "one_time_password": new.password,
+        "api_token": new.token,
+    }
+
+
+@router.post("/admin/users/{name}/disable", status_code=204, tags=["admin"])
+def admin_disable_user(name: str, request: Request, principal: User, state: State) -> Response:
+    """Disable a user: their sessions end and their token stops working (``/enable`` undoes it)."""
+    return _set_disabled(name, request, principal, state, disabled=True)
+
+
+@router.post("/admin/users/{name}/enable", status_code=204, tags=["admin"])
+def admin_enable_user(name: str, request: Request, principal: User, state: State) -> Response:
+    """Enable a disabled user again."""
+    return _set_disabled(name, request, principal, state, disabled=False)
+
+
+def _set_disabled(
+    name: str, request: Request, principal: Principal, state: ServiceState, *, disabled: bool
+) -> Response:
+    require_role(principal, "admin")
+    check_csrf(request, principal)
+    if name == principal.name:
+        raise ApiError(409, "an admin cannot disable themselves.")
+    try:
+        with state.db.begin() as conn:
+            accounts.set_disabled(conn, name, disabled=disabled)
+            accounts.record_audit(
+                conn,
+                principal,
+                "disable-user" if disabled else "enable-user",
+                object_type="user",
+                object_id=name,
+                ip=client_ip(request),
+            )
+    except ConfigError as exc:
+        raise ApiError(404, exc.one_line()) from None
+    return Response(status_code=204)
+
+
 @router.get("/admin/models", response_model=list[ModelOut], tags=["admin"])
 def admin_models(principal: User, state: State) -> list[dict[str, Any]]:
     """Every model under ``<root>/models`` with its serving status."""

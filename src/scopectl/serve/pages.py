@@ -361,7 +361,13 @@ def _admin_data(state: ServiceState) -> dict[str, Any]:
         depth = queue.queue_depth(conn)
         log = conn.execute(select(audit).order_by(audit.c.id.desc()).limit(50)).all()
         user_rows = conn.execute(
-            select(users.c.name, users.c.role, users.c.must_change_password, clinics.c.name.label("clinic"))
+            select(
+                users.c.name,
+                users.c.role,
+                users.c.must_change_password,
+                users.c.disabled,
+                clinics.c.name.label("clinic"),
+            )
             .select_from(users.outerjoin(clinics, users.c.clinic_id == clinics.c.id))
             .order_by(users.c.name)
         ).all()
@@ -414,6 +420,49 @@ def admin_user_submit(
         {**_admin_data(state), "new_user": new_user, "error": error},
         status=201 if new_user else 422,
     )
+    response.headers["Cache-Control"] = "no-store"
+    return response
+
+
+@router.post("/admin/users/{name}/{action}", response_class=HTMLResponse)
+def admin_user_action(
+    name: str,
+    action: str,
+    request: Request,
+    principal: PageUser,
+    state: State,
+    csrf_token: Annotated[str, Form(max_length=200)] = "",
+) -> Response:
+    from scopectl.serve.api import reset_user
+
+    require_role(principal, "admin")
+    check_csrf(request, principal, csrf_token)
+    new_user, error = None, None
+    try:
+        if action == "reset":
+            new_user = reset_user(state, request, principal, name)
+        elif action in ("disable", "enable"):
+            if name == principal.name:
+                raise ApiError(409, "an admin cannot disable themselves.")
+            with state.db.begin() as conn:
+                accounts.set_disabled(conn, name, disabled=action == "disable")
+                accounts.record_audit(
+                    conn,
+                    principal,
+                    f"{action}-user",
+                    object_type="user",
+                    object_id=name,
+                    ip=client_ip(request),
+                )
+        else:
+            raise ApiError(404, f"no action {action!r}.")
+    except ApiError as exc:
+        error = str(exc.detail)
+    except ConfigError as exc:
+        error = exc.one_line()
+    if new_user is None and error is None:
+        return _see_other("/admin")
+    response = _render(request, "admin.html", {**_admin_data(state), "new_user": new_user, "error": error})
     response.headers["Cache-Control"] = "no-store"
     return response
 
