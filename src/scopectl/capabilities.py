@@ -204,6 +204,48 @@ def _probe_bf16(tmp: Path) -> str:
     return f"native bfloat16 convolutions (torch {torch.__version__})"
 
 
+def _probe_postgresql(tmp: Path) -> str:
+    del tmp
+    from scopectl.pgcluster import PostgresUnavailable, ThrowawayPostgres
+
+    try:
+        with ThrowawayPostgres(prefix="scopectl-probe-pg-") as pg:
+            version = pg.query("SHOW server_version")
+            if pg.query("SELECT 6 * 7") != "42":
+                raise _Missing("a throwaway PostgreSQL server did not answer SELECT 6 * 7 with 42")
+    except PostgresUnavailable as exc:
+        raise _Missing(str(exc)) from None
+    return f"PostgreSQL {version.strip()} (a throwaway server started, answered and stopped)"
+
+
+#: The flags the browser tests start Chromium with (without the networking ones its connections are refused
+#: on a closed network).
+CHROMIUM_FLAGS = (
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+)
+
+
+def _probe_chromium(tmp: Path) -> str:
+    page = "data:text/html,<title>t</title><p id=x>scopectl-probe</p>"
+    out = _run(
+        ["chromium", *CHROMIUM_FLAGS, f"--user-data-dir={tmp / 'profile'}", "--dump-dom", page],
+        tmp,
+        what="headless chromium rendering a page",
+    )
+    if "scopectl-probe" not in out:
+        raise _Missing("headless chromium did not render a test page")
+    driver = _first_line(_run(["chromedriver", "--version"], tmp, what="chromedriver --version"))
+    browser = _first_line(_run(["chromium", "--version"], tmp, what="chromium --version"))
+    return f"{browser}; {driver}"
+
+
 _APT = "install with: sudo apt-get install"
 
 #: Every optional capability, in the order ``scopectl doctor`` prints them.
@@ -242,6 +284,18 @@ CAPABILITIES: dict[str, Capability] = {
             "fuzzing the firmware's protocol core (make -C firmware fuzz)",
             f"{_APT} clang-14 libclang-rt-14-dev",
             _probe_libfuzzer,
+        ),
+        Capability(
+            "postgresql",
+            "scopectl serve and workers on PostgreSQL (--db postgresql://...), tested on a throwaway server",
+            f"{_APT} postgresql",
+            _probe_postgresql,
+        ),
+        Capability(
+            "chromium",
+            "the viewer's tests in a real browser (headless Chromium driven by Selenium)",
+            f"{_APT} chromium chromium-driver",
+            _probe_chromium,
         ),
         Capability(
             "cuda",

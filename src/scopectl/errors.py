@@ -21,12 +21,13 @@ Hierarchy::
     ├── SkipItem               a recoverable failure of one item (field, tile, capture)
     ├── RegistrationError      an image pair could not be registered
     ├── ModelError             a model file is missing, unsafe or incompatible
-    └── FilesystemError        the operating system refused a file operation (read-only, no permission,
-        │                      disk full, file too large, not a directory ...)
-        └── OutputError        an output file could not be written (nothing half-written is left)
+    ├── FilesystemError        the operating system refused a file operation (read-only, no permission,
+    │   │                      disk full, file too large, not a directory ...)
+    │   └── OutputError        an output file could not be written (nothing half-written is left)
+    └── ServerError            a ``scopectl serve`` server refused a request or could not be reached
 
 Exit codes (``docs/troubleshooting.md`` has an example of each): 1 other scopectl errors, 2 bad input or
-configuration (also usage errors), 3 store, 4 device, 5 registration, 6 model, 7 file system, 70 internal
+configuration (also usage errors), 3 store, 4 device, 5 registration, 6 model, 7 file system, 8 server, 70 internal
 error (a bug: please report it), 130 interrupted.
 
 :func:`from_os_error` is the one mapping of ``OSError`` (and h5py's, which carry ``errno``) to these errors;
@@ -130,6 +131,12 @@ class FilesystemError(ScopectlError):
     """The operating system refused a file operation: read-only file system, permission, full disk, ..."""
 
     exit_code = 7
+
+
+class ServerError(ScopectlError):
+    """A ``scopectl serve`` server refused a request or could not be reached (the message has its answer)."""
+
+    exit_code = 8
 
 
 #: errno -> (what happened, what to do).

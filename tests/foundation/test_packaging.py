@@ -38,6 +38,19 @@ def test_wheel_ships_the_named_protocols_and_type_information(tmp_path: Path) ->
     for stem in ("lung-trichrome", "pap-smear", "blood-smear"):
         assert f"scopectl/data/protocols/{stem}.yaml" in names
     assert "scopectl/py.typed" in names
+    # the web service: templates, its script, the vendored viewer with its licence, the migrations
+    for name in (
+        "scopectl/serve/templates/capture.html",
+        "scopectl/serve/static/viewer.js",
+        "scopectl/serve/static/app.css",
+        "scopectl/serve/static/vendor/openseadragon/openseadragon.min.js",
+        "scopectl/serve/static/vendor/openseadragon/LICENSE.txt",
+        "scopectl/serve/static/vendor/openseadragon/VENDORED.json",
+        "scopectl/serve/static/vendor/openseadragon/images/zoomin_rest.png",
+        "scopectl/serve/migrations/env.py",
+        "scopectl/serve/migrations/versions/0001_initial.py",
+    ):
+        assert name in names, name
 
 
 def test_named_protocols_resolve_through_the_package_data() -> None:

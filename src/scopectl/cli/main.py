@@ -22,6 +22,7 @@ from scopectl.cli import (
     cmd_interop,
     cmd_learn,
     cmd_register,
+    cmd_serve,
     cmd_sim,
     cmd_store,
 )
@@ -61,7 +62,17 @@ def _root(
     ctx.obj = CliState(root=root if root is not None else default_root(), debug=debug)
 
 
-for _module in (cmd_store, cmd_acquire, cmd_sim, cmd_register, cmd_learn, cmd_interop, cmd_demo, cmd_doctor):
+for _module in (
+    cmd_store,
+    cmd_acquire,
+    cmd_sim,
+    cmd_register,
+    cmd_learn,
+    cmd_interop,
+    cmd_demo,
+    cmd_doctor,
+    cmd_serve,
+):
     _module.register(app)
 
 
