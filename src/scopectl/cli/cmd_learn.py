@@ -364,9 +364,9 @@ def evaluate_cmd(
         raise ConfigError("--slides is empty.", hint="Name held-out slides, e.g. --slides lung-07,lung-08.")
     model_dir = resolve_model_dir(model, models_dir=state.models_dir)
     out_dir = out if out is not None else state.reports_dir / model_dir.name / "evaluation"
-    from scopectl.learn.modelio import read_card
+    from scopectl.learn.modelio import check_model_dir, read_card
 
-    warn_if_worse_than_bicubic(read_card(model_dir))
+    warn_if_worse_than_bicubic(read_card(check_model_dir(model_dir)))
     dev = pick_device(device)
     prec = resolve_precision(_precision(precision), dev, inference=True)
     report = evaluate_slides(

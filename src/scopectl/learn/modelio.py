@@ -42,6 +42,7 @@ __all__ = [
     "TrainingInfo",
     "atomic_write_bytes",
     "card_from_bytes",
+    "check_model_dir",
     "check_not_pickle",
     "load_model",
     "model_from_blob",
@@ -311,6 +312,34 @@ def card_from_bytes(raw: bytes, *, source: str) -> ModelCard:
         raise ModelError(format_validation_error(exc, source) + ".") from None
 
 
+def check_model_dir(path: Path) -> Path:
+    """Check a model directory (or its weights file) before anything in it is read; returns the directory.
+
+    Raises
+    ------
+    ModelError
+        If the path or a file in the directory is a pickle checkpoint, the directory does not exist, or it
+        has no ``model.safetensors``.
+    """
+    if path.is_file():
+        check_not_pickle(path)
+        path = path.parent
+    if not path.exists():
+        raise ModelError(
+            f"{path}: no such model directory.",
+            hint="Check the name (scopectl models are in <root>/models/).",
+        )
+    for child in sorted(path.iterdir()) if path.is_dir() else []:
+        if child.is_file() and child.name != WEIGHTS_NAME and child.suffix.lower() in _PICKLE_SUFFIXES:
+            check_not_pickle(child)
+    weights = path / WEIGHTS_NAME
+    if not weights.exists() and not weights.is_symlink():
+        raise ModelError(
+            f"{weights}: weights file not found.", hint="A scopectl model directory has model.safetensors."
+        )
+    return path
+
+
 def load_model(directory: Path | str, *, device: str | torch.device = "cpu") -> tuple[EnhanceNet, ModelCard]:
     """Load a model directory written by :func:`save_model` (never unpickles anything).
 
@@ -338,22 +367,8 @@ def load_model(directory: Path | str, *, device: str | torch.device = "cpu") -> 
 
         if is_bioimageio_package(path):
             return load_package(path, device=str(device))
-    if path.is_file():
-        check_not_pickle(path)
-        path = path.parent
-    if not path.exists():
-        raise ModelError(
-            f"{path}: no such model directory.",
-            hint="Check the name (scopectl models are in <root>/models/).",
-        )
-    for child in sorted(path.iterdir()) if path.is_dir() else []:
-        if child.is_file() and child.name != WEIGHTS_NAME and child.suffix.lower() in _PICKLE_SUFFIXES:
-            check_not_pickle(child)
+    path = check_model_dir(path)
     weights = path / WEIGHTS_NAME
-    if not weights.exists() and not weights.is_symlink():
-        raise ModelError(
-            f"{weights}: weights file not found.", hint="A scopectl model directory has model.safetensors."
-        )
     card = read_card(path)
     try:
         blob = read_untrusted(weights, max_bytes=MAX_WEIGHTS_BYTES, what="weights file")
