@@ -12,11 +12,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from scopectl.registration.dataset import DatasetParams, build_dataset, open_dataset
+from scopectl.registration.dataset import DatasetParams, build_dataset
 from scopectl.registration.fov import project_points
 from scopectl.registration.pair import PairGeometry
 from scopectl.registration.workflow import register_slide
 from scopectl.store import SlideStore
+from scopectl.store.dataset import open_dataset
 from scopectl.store.importer import import_slide
 from scopectl.twin import PhoneGroundTruth, PhoneModel, make_slide
 from scopectl.twin.pairs import render_pair, write_pair

@@ -13,9 +13,11 @@ from numpy.typing import NDArray
 
 from scopectl.cli import cmd_register
 from scopectl.cli.common import CliState
+from scopectl.cli.main import main
 from scopectl.errors import InputFileError, StoreError, StoreExistsError
-from scopectl.registration.dataset import DatasetParams, build_dataset, open_dataset, patch_positions
-from scopectl.registration.distortion import load_distortion_map, remove_projective_part
+from scopectl.learn.modelio import read_card
+from scopectl.registration.dataset import DatasetParams, build_dataset, patch_positions
+from scopectl.registration.distortion import DistortionMap, load_distortion_map, remove_projective_part
 from scopectl.registration.fov import project_points
 from scopectl.registration.pair import PairGeometry, _phone_map
 from scopectl.registration.synthetic import SyntheticCapture, phone_capture, tissue_rgb
@@ -26,6 +28,7 @@ from scopectl.registration.workflow import (
     register_slide,
 )
 from scopectl.store import CaptureRecord, SlideStore
+from scopectl.store.dataset import open_dataset
 
 BENCH_UM = 0.37
 PHONE_UM = 0.4
@@ -261,8 +264,8 @@ def test_dataset_build_splits_by_capture_and_records_provenance(
             and not (seen["val"] & seen["test"])
         )
         prov = ds.provenance
-        assert {s["slide_id"] for s in prov["slides"]} == {"S1", "S2"}
-        assert prov["params"]["jpeg_quality"] == 70 and prov["params"]["seed"] == 3
+        assert {s["slide_id"] for s in prov.slides} == {"S1", "S2"}
+        assert prov.params["jpeg_quality"] == 70 and prov.params["seed"] == 3
     with pytest.raises(StoreExistsError):
         build_dataset([registered / "slides" / "S1.h5"], registered / "datasets" / "ds.h5")
 
@@ -321,13 +324,35 @@ def test_dataset_build_refuses_mismatched_pixel_sizes(
         build_dataset([registered / "slides" / "S1.h5", tmp_path / "X.h5"], tmp_path / "d.h5")
 
 
-def test_open_dataset_rejects_other_files(tmp_path: Path) -> None:
-    with pytest.raises(InputFileError, match="no such dataset"):
-        open_dataset(tmp_path / "none.h5")
-    with h5py.File(tmp_path / "x.h5", "w") as h5:
-        h5.attrs["format"] = "something-else"
-    with pytest.raises(InputFileError, match="not a scopectl dataset"):
-        open_dataset(tmp_path / "x.h5")
+def test_dataset_build_output_trains_through_the_cli(
+    registered: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """`scopectl dataset build` writes a file that `scopectl train` reads, with its provenance, unchanged."""
+    root = str(registered)
+    assert (
+        main(["--root", root, "dataset", "build", "--slides", "S1,S2", "--name", "roundtrip", "--json"]) == 0
+    )
+    built = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    train_args = ["--epochs", "1", "--batch-size", "4", "--max-train-patches", "8", "--max-val-patches", "4"]
+    train_args += ["--device", "cpu", "--threads", "1", "--json"]
+    assert main(["--root", root, "train", "--dataset", "roundtrip", "--model", "roundtrip", *train_args]) == 0
+    trained = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert trained["stopped"] == "epochs" and trained["steps"] == 2
+    card = read_card(Path(trained["model_dir"]))
+    assert card.training.dataset == built["path"]
+    assert card.training.train_patches == 8 and card.training.val_patches == 4
+    assert card.ratio == "5/2" and card.input_pixel_size_um == pytest.approx(0.925)
+    prov = card.training.dataset_provenance
+    assert {s["slide_id"] for s in prov["slides"]} == {"S1", "S2"}
+    with open_dataset(built["path"]) as ds:  # the card carries the dataset's provenance unchanged
+        assert prov == ds.provenance.to_dict()
+        assert (card.sample_type, card.input_kind) == (ds.provenance.sample_type, ds.provenance.input_kind)
+    # a newer schema is refused by train with one line naming the file (exit code 3: a store error)
+    with h5py.File(built["path"], "a") as f:
+        f.attrs["schema_version"] = 2
+    assert main(["--root", root, "train", "--dataset", "roundtrip", "--model", "other", *train_args]) == 3
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and f"{built['path']}: dataset schema_version 2 is newer" in err[0]
 
 
 def test_mean_shift_map_recovers_the_stationary_distortion(
@@ -354,6 +379,27 @@ def test_mean_shift_map_recovers_the_stationary_distortion(
     assert np.array_equal(back.values, dmap.values)
     corrected = back.apply(truth[0].rgb)
     assert corrected.shape == truth[0].rgb.shape
+
+
+def test_distortion_map_files_are_opened_safely(tmp_path: Path) -> None:
+    dmap = DistortionMap(
+        np.zeros((2, 3, 4), np.float32), np.ones((3, 4), np.int32), 16, (40, 60), {"captures": []}
+    )
+    path = dmap.save(tmp_path / "map.h5")
+    with pytest.raises(InputFileError, match="map.h5: already exists"):
+        dmap.save(path)
+    assert load_distortion_map(dmap.save(path, force=True)).phone_shape == (40, 60)
+    with pytest.raises(InputFileError, match="none.h5: no such distortion map"):
+        load_distortion_map(tmp_path / "none.h5")
+    with h5py.File(path, "a") as h5:
+        h5.attrs["schema_version"] = 2
+    with pytest.raises(InputFileError, match="schema_version 2 is newer"):
+        load_distortion_map(path)
+    with h5py.File(path, "a") as h5:
+        h5.attrs["schema_version"] = 1
+        h5["link"] = h5py.ExternalLink("/etc/passwd", "/")
+    with pytest.raises(InputFileError, match="map.h5: refused: /link: an external link"):
+        load_distortion_map(path)
 
 
 def test_cli_mean_map_then_fixed_correction(registered: Path, capsys: pytest.CaptureFixture[str]) -> None:

@@ -710,7 +710,7 @@ class _Trainer:
             training=TrainingInfo(
                 dataset=str(self.dataset_path),
                 dataset_sha256=data.sha256,
-                dataset_provenance=data.provenance,
+                dataset_provenance=data.provenance.to_dict(),
                 train_patches=len(data.splits["train"]),
                 val_patches=len(data.splits["val"]),
                 epochs_completed=state.epoch + state.step_in_epoch / self.steps_per_epoch,
