@@ -147,21 +147,21 @@ def registered(root: Path) -> Path:
 
 def test_register_records_every_capture_and_fails_garbage_with_a_reason(registered: Path) -> None:
     with SlideStore.open(registered / "slides" / "S1.h5") as store:
-        recs = [store.read_registration(i) for i in range(6)]
+        recs = [store.registration(i) for i in range(6)]
     assert all(r is not None for r in recs)
-    ok = [r for r in recs if r is not None and r["ok"]]
+    ok = [r for r in recs if r is not None and r.ok]
     assert len(ok) == 5
     bad = recs[5]
-    assert bad is not None and not bad["ok"]
-    assert bad["reason"]
-    assert np.isnan(bad["homography"]).all()
+    assert bad is not None and not bad.ok
+    assert bad.reason
+    assert np.isnan(bad.homography).all()
     for r in ok:
-        assert r["pixel_size_um"] == pytest.approx(BENCH_UM * 2.5)
-        assert r["shift_map"] is not None and r["shift_map"].shape[0] == 2
-        assert r["quality"] > 0.8
-        assert r["residual_px"] is not None and r["residual_px"] < 0.5
-        assert r["scale"] == pytest.approx(PHONE_UM / BENCH_UM, rel=0.01)
-        assert len(r["similarity_maps"]) >= 2
+        assert r.pixel_size_um == pytest.approx(BENCH_UM * 2.5)
+        assert r.shift_map is not None and r.shift_map.shape[0] == 2
+        assert r.quality > 0.8
+        assert r.residual_px is not None and r.residual_px < 0.5
+        assert r.scale == pytest.approx(PHONE_UM / BENCH_UM, rel=0.01)
+        assert len(r.similarity_maps) >= 2
     figs = sorted(p.name for p in (registered / "reports" / "S1").glob("*.png"))
     assert "S1-capture-00000-overlay.png" in figs and "S1-capture-00000-field.png" in figs
 
@@ -170,16 +170,16 @@ def test_registered_pairs_match_the_known_mapping(registered: Path, truth: list[
     errs = []
     with SlideStore.open(registered / "slides" / "S1.h5") as store:
         for i, cap in enumerate(truth):
-            reg = store.read_registration(i)
+            reg = store.registration(i)
             assert reg is not None
-            geom = PairGeometry.from_dict(reg["extra"]["geometry"])
-            assert reg["shift_map"].shape[1:] == geom.registered_shape
+            geom = PairGeometry.from_dict(reg.extra["geometry"])
+            assert reg.shift_map.shape[1:] == geom.registered_shape
             rows, cols = geom.registered_centres()
             rr, cc = np.meshgrid(rows, cols, indexing="ij")
-            d = 2.5 * reg["shift_map"]
+            d = 2.5 * reg.shift_map
             # phone pixel the registration samples for each registered pixel, mapped back by the truth
             pr, pc = project_points(
-                np.linalg.inv(reg["homography"]),
+                np.linalg.inv(reg.homography),
                 rr + d[0] + geom.target_origin_px[0],
                 cc + d[1] + geom.target_origin_px[1],
             )
@@ -214,7 +214,7 @@ def test_cli_register_prints_a_table_and_json(root: Path, capsys: pytest.Capture
     assert res["ok"] == 2 and res["failed"] == 0
     rows = res["captures"]
     assert isinstance(rows, list) and {r["index"] for r in rows} == {0, 1}
-    assert all(r["inliers"] > 20 for r in rows)
+    assert all(r.inliers > 20 for r in rows)
     human = cmd_register._table(rows)
     assert "matched" in human and "inliers" in human and "residual px" in human
 
@@ -436,17 +436,17 @@ def test_cli_mean_map_then_fixed_correction(registered: Path, capsys: pytest.Cap
         rows = res2["captures"]
         assert isinstance(rows, list) and rows[0]["ok"]
         with SlideStore.open(registered / "slides" / "S2.h5") as s2:
-            reg = s2.read_registration(2)
-            assert reg is not None and reg["shift_map"] is None
-            assert (reg["extra"]["correction"] is not None) == bool(extra)
+            reg = s2.registration(2)
+            assert reg is not None and reg.shift_map is None
+            assert (reg.extra["correction"] is not None) == bool(extra)
             pair = load_pair(s2, 2)
         assert pair.registered.shape[0] * 2.5 == pair.target.shape[0]
         geom = pair.geometry
         rows_c, cols_c = geom.registered_centres()
         rr, cc = np.meshgrid(rows_c, cols_c, indexing="ij")
-        corr = _correction_from_extra(reg["extra"])
+        corr = _correction_from_extra(reg.extra)
         zero = np.zeros(rr.shape)
-        pr, pc = _phone_map(np.asarray(reg["homography"]), geom, rr, cc, zero, zero, corr)
+        pr, pc = _phone_map(np.asarray(reg.homography), geom, rr, cc, zero, zero, corr)
         tr, tc = caps[2].phone_to_mosaic(pr.astype(np.float64), pc.astype(np.float64))
         e = np.hypot(tr - rr - geom.target_origin_px[0], tc - cc - geom.target_origin_px[1])
         errors.append(float(np.sqrt(np.mean(e[8:-8, 8:-8] ** 2))))
@@ -477,7 +477,7 @@ def test_flagged_captures_are_listed_and_admitted_when_the_limit_is_loosened(
     with pytest.raises(StoreError, match=r"admit with --max-residual-px \d"):
         _cli(root, ["dataset", "build", "--slides", "S3", "--name", "strict"], capsys)
     # the largest suggested value admits every capture
-    worst = max(float(r["residual_px"]) for r in rows)
+    worst = max(float(r.residual_px) for r in rows)
     loose = f"{worst + 0.01:.2f}"
     res = _cli(
         root, ["dataset", "build", "--slides", "S3", "--name", "loose", "--max-residual-px", loose], capsys
@@ -485,7 +485,7 @@ def test_flagged_captures_are_listed_and_admitted_when_the_limit_is_loosened(
     admitted = res["admitted_flagged"]
     assert isinstance(admitted, list) and len(admitted) == 5 and not res["skipped_captures"]
     # a limit between the captures' residuals admits some and lists the others with their option
-    mid = sorted(float(r["residual_px"]) for r in rows)[2]
+    mid = sorted(float(r.residual_px) for r in rows)[2]
     res = _cli(
         root,
         ["dataset", "build", "--slides", "S3", "--name", "mid", "--max-residual-px", f"{mid + 1e-4:.4f}"],

@@ -23,7 +23,7 @@ from scopectl.acquisition.plan import AcquisitionPlan, FieldPos
 from scopectl.acquisition.protocol import AcquisitionProtocol
 from scopectl.errors import DeviceError, InputFileError, ScopectlError, StoreError
 from scopectl.imageio import decode_dng, decode_jpeg
-from scopectl.store import CaptureRecord, SlideStore, TileRecord
+from scopectl.store import CaptureMeta, CaptureRecord, SlideStore, TileRecord
 
 __all__ = ["AcquisitionEngine", "CaptureChecks", "Operator", "evaluate_capture"]
 
@@ -200,7 +200,7 @@ class AcquisitionEngine:
         scan_plan = bench.plan_scan(
             region, overlap=scan.overlap, focus="map" if b.autofocus.method == "software" else "fixed"
         )
-        done = {(int(m["row"]), int(m["col"])) for m in self.store.tiles_meta()}
+        done = {(m.row, m.col) for m in self.store.tiles_meta()}
         total = len(scan_plan.tiles)
 
         plane_json = self.store.h5.attrs.get("focus_plane_json")
@@ -245,16 +245,16 @@ class AcquisitionEngine:
         }
 
     # ------------------------------------------------------------------ phone
-    def _latest_per_field(self) -> dict[int, dict[str, Any]]:
+    def _latest_per_field(self) -> dict[int, CaptureMeta]:
         """The newest capture of each field (a recapture supersedes earlier ones)."""
-        return {m["field_index"]: m for m in self.store.captures_meta()}
+        return {m.field_index: m for m in self.store.captures()}
 
     def _fields_to_do(self) -> list[FieldPos]:
         latest = self._latest_per_field()
         todo = []
         for f in self.plan.fields:
             last = latest.get(f.index)
-            if last is None or (self.recapture_flagged and last["extra"].get("flags")):
+            if last is None or (self.recapture_flagged and last.flags):
                 todo.append(f)
         return todo
 
@@ -365,10 +365,10 @@ class AcquisitionEngine:
         return self.summary(bench, time.monotonic() - t0)
 
     def summary(self, bench: dict[str, Any], elapsed_s: float) -> dict[str, Any]:
-        metas = self.store.captures_meta()
+        metas = self.store.captures()
         latest = self._latest_per_field()
-        flagged = {i: m["extra"].get("flags", []) for i, m in latest.items() if m["extra"].get("flags")}
-        all_mv = [m["battery_mv"] for m in metas if m["battery_mv"] is not None]
+        flagged = {i: m.extra.get("flags", []) for i, m in latest.items() if m.extra.get("flags")}
+        all_mv = [m.battery_mv for m in metas if m.battery_mv is not None]
         verify = self.store.verify()
         mi = self.store.mosaic_info()
 
@@ -386,7 +386,7 @@ class AcquisitionEngine:
             "captures": len(metas),
             "fields_captured": len(latest),
             "flagged_fields": {str(k): v for k, v in sorted(flagged.items())},
-            "located_fields": sum(1 for m in latest.values() if m["extra"].get("checks", {}).get("located")),
+            "located_fields": sum(1 for m in latest.values() if m.extra.get("checks", {}).get("located")),
             "capture_retries": self.retries,
             "time_per_tile_s": med(self.timings["tile_s"]),
             "time_per_capture_s": med(self.timings["capture_s"]),

@@ -31,6 +31,7 @@ comment ``{"ome": {"version": "0.5"}}``) is written to a temporary file and rena
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import shutil
@@ -279,7 +280,7 @@ def export_slide(
                             "completeness": completeness,
                             "protocol": store.protocol(),
                             "plan": store.plan(),
-                            "provenance": store.provenance(),
+                            "provenance": [e.to_dict() for e in store.provenance()],
                         }
                     ),
                 }
@@ -324,22 +325,29 @@ def export_slide(
             )
             if on_image is not None:
                 on_image("mosaic")
-            for series, meta in enumerate(store.captures_meta(), start=1):
-                index = int(meta["index"])
+            for series, meta in enumerate(store.captures(), start=1):
+                index = meta.index
                 rgb, _ = store.read_capture(index)
-                reg = store.read_registration(index)
+                reg = store.registration(index)
                 reg_attrs: dict[str, Any] | None = None
                 group = root.create_group(str(series))
                 if reg is not None:
-                    reg_attrs = {k: v for k, v in reg.items() if k not in ("shift_map", "similarity_maps")}
-                    if reg["ok"]:
+                    reg_attrs = {
+                        "capture_index": index,
+                        **{
+                            f.name: getattr(reg, f.name)
+                            for f in dataclasses.fields(reg)
+                            if f.name not in ("shift_map", "similarity_maps")
+                        },
+                    }
+                    if reg.ok:
                         reg_attrs["affine_um"] = capture_affine_um(
-                            reg["homography"],
+                            reg.homography,
                             mosaic_pixel_size_um=mosaic_info.pixel_size_um,
                             origin_yx_um=origin_yx,
                         ).tolist()
-                    if reg["shift_map"] is not None:
-                        sm = np.asarray(reg["shift_map"], np.float32)
+                    if reg.shift_map is not None:
+                        sm = np.asarray(reg.shift_map, np.float32)
                         zarr.create_array(
                             store=group.store,
                             name=f"{group.path}/registration_shift_map",
@@ -353,9 +361,11 @@ def export_slide(
                     group,
                     rgb,
                     name=name,
-                    pixel_size_um=float(meta["pixel_size_um"]),
+                    pixel_size_um=meta.pixel_size_um,
                     origin_yx_um=(0.0, 0.0),
-                    attributes=_jsonable({"kind": "capture", "capture": meta, "registration": reg_attrs}),
+                    attributes=_jsonable(
+                        {"kind": "capture", "capture": dataclasses.asdict(meta), "registration": reg_attrs}
+                    ),
                 )
                 names.append(name)
                 ome_images.append(
@@ -363,13 +373,13 @@ def export_slide(
                         name=name,
                         rows=int(rgb.shape[0]),
                         cols=int(rgb.shape[1]),
-                        pixel_size_um=float(meta["pixel_size_um"]),
+                        pixel_size_um=meta.pixel_size_um,
                         annotations={
                             "kind": "capture",
                             "capture_index": str(index),
-                            "field_index": str(meta["field_index"]),
-                            "source_name": str(meta["source_name"]),
-                            "registered": "none" if reg is None else ("ok" if reg["ok"] else "failed"),
+                            "field_index": str(meta.field_index),
+                            "source_name": meta.source_name,
+                            "registered": "none" if reg is None else ("ok" if reg.ok else "failed"),
                         },
                         interleaved=False,
                         tiff_ifd=None,

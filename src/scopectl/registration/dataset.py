@@ -27,7 +27,7 @@ from scopectl.errors import InputFileError, StoreError
 from scopectl.registration.checks import CaptureLimits, judge
 from scopectl.registration.pair import parse_ratio
 from scopectl.registration.workflow import StoredPair, flagged_checks, load_pair
-from scopectl.store import SlideStore
+from scopectl.store import RegistrationRecord, SlideStore
 from scopectl.store.dataset import SPLITS, DatasetProvenance, DatasetWriter, SplitName, refuse_existing
 
 __all__ = [
@@ -301,15 +301,15 @@ def build_dataset(
                 )
             usable = []
             for i in store.registered_indices():
-                reg = store.read_registration(i)
+                reg = store.registration(i)
                 if reg is None:
                     continue
                 verdict = _admit(reg, p.limits)
                 entry = {"slide": store.slide_id, "capture": i}
                 if verdict is None:
                     usable.append(i)
-                    if not reg["ok"]:
-                        admitted.append({**entry, "flagged": reg["reason"]})
+                    if not reg.ok:
+                        admitted.append({**entry, "flagged": reg.reason})
                 else:
                     skipped.append({**entry, **verdict})
             if not usable:
@@ -431,7 +431,7 @@ def build_dataset(
     )
 
 
-def _admit(reg: dict[str, Any], overrides: LimitOverrides) -> dict[str, Any] | None:
+def _admit(reg: RegistrationRecord, overrides: LimitOverrides) -> dict[str, Any] | None:
     """None when a registered capture is usable under the (possibly loosened) limits, else why not.
 
     A capture that could not be located has no geometry and cannot be admitted; one that a capture check
@@ -439,11 +439,11 @@ def _admit(reg: dict[str, Any], overrides: LimitOverrides) -> dict[str, Any] | N
     """
     checks = flagged_checks(reg)
     if checks is None:
-        if reg["ok"]:
+        if reg.ok:
             return None
-        return {"reason": reg["reason"], "admit_with": None}
+        return {"reason": reg.reason, "admit_with": None}
     try:
-        limits = CaptureLimits.model_validate((reg["extra"] or {}).get("limits") or {})
+        limits = CaptureLimits.model_validate((reg.extra or {}).get("limits") or {})
     except ValueError:
         limits = CaptureLimits()
     flags = judge(checks, overrides.apply(limits))
@@ -468,13 +468,12 @@ def _common_sample(slides: list[dict[str, Any]]) -> str:
     return _common(slides, "sample")
 
 
-def _phone_source(store: Any, captures: list[int]) -> str:
+def _phone_source(store: SlideStore, captures: list[int]) -> str:
     """What the captures' pixels were decoded from: ``dng`` (raw, as the paper's TIFF inputs), ``jpeg``, ..."""
     kinds = set()
-    for m in store.captures_meta():
-        if m["index"] in captures:
-            raw = m.get("raw", {})
+    for m in store.captures():
+        if m.index in captures:
             kinds.add(
-                "dng" if "dng" in raw else "jpeg" if "jpeg" in raw else str(m["settings"].get("format", "?"))
+                "dng" if "dng" in m.raw else "jpeg" if "jpeg" in m.raw else str(m.settings.get("format", "?"))
             )
     return kinds.pop() if len(kinds) == 1 else "mixed"

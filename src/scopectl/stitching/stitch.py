@@ -14,6 +14,7 @@ from typing import Any, Protocol
 import numpy as np
 
 from scopectl.errors import InputFileError, StoreError
+from scopectl.store import TileMeta
 
 from .mosaic import WritableArray, assemble_mosaic
 from .pairwise import PairResult, candidate_pairs, null_threshold, register_pair, to_grey
@@ -245,9 +246,9 @@ def nominal_positions_from_stage(
 class TileStore(Protocol):
     """The part of :class:`scopectl.store.SlideStore` that :func:`stitch_store` uses."""
 
-    def tiles_meta(self) -> list[dict[str, Any]]: ...
+    def tiles_meta(self) -> list[TileMeta]: ...
 
-    def read_tile(self, index: int) -> tuple[np.ndarray, dict[str, Any]]: ...
+    def read_tile(self, index: int) -> tuple[np.ndarray, TileMeta]: ...
 
     def write_mosaic(
         self,
@@ -297,25 +298,25 @@ def stitch_store(
     meta = store.tiles_meta()
     if not meta:
         raise StoreError("stitching: the store has no benchtop tiles.", hint="Run a tile scan first.")
-    latest: dict[tuple[int, int], dict[str, Any]] = {}
+    latest: dict[tuple[int, int], TileMeta] = {}
     for m in meta:
-        latest[(int(m["row"]), int(m["col"]))] = m
-    chosen = sorted(latest.values(), key=lambda m: int(m["index"]))
-    sizes = {round(float(m["pixel_size_um"]), 9) for m in chosen}
+        latest[(m.row, m.col)] = m
+    chosen = sorted(latest.values(), key=lambda m: m.index)
+    sizes = {round(m.pixel_size_um, 9) for m in chosen}
     if len(sizes) != 1:
         raise StoreError(
             f"stitching: tiles have different pixel sizes {sorted(sizes)}; cannot stitch them together."
         )
-    shapes = {tuple(int(v) for v in m["shape"][:2]) for m in chosen if "shape" in m}
+    shapes = {m.shape[:2] for m in chosen}
     if len(shapes) > 1:
         raise StoreError(
             f"stitching: tiles have different shapes {sorted(shapes)}; cannot stitch them together."
         )
-    px = float(chosen[0]["pixel_size_um"])
-    tiles = _LazyTiles(store, [int(m["index"]) for m in chosen])
+    px = chosen[0].pixel_size_um
+    tiles = _LazyTiles(store, [m.index for m in chosen])
     tile_shape = next(iter(shapes)) if shapes else tuple(int(v) for v in np.asarray(tiles[0]).shape[:2])
     nominal = nominal_positions_from_stage(
-        np.array([[m["stage_x_um"], m["stage_y_um"]] for m in chosen], dtype=np.float64),
+        np.array([[m.stage_x_um, m.stage_y_um] for m in chosen], dtype=np.float64),
         pixel_size_um=px,
         tile_shape=(int(tile_shape[0]), int(tile_shape[1])),
     )
