@@ -7,6 +7,7 @@ denominator — covers exactly target patch (L i, L j).
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import math
 import time
@@ -278,12 +279,61 @@ def build_dataset(
     if not slide_paths:
         raise InputFileError("no slides given; pass --slides A,B.")
     refuse_existing(out_path, force=force)
-    # pass 1: which captures, pixel sizes
-    plan: list[tuple[Path, str, int]] = []
-    skipped: list[dict[str, Any]] = []
-    admitted: list[dict[str, Any]] = []
-    target_um: float | None = None
-    slides_prov: list[dict[str, Any]] = []
+    chosen = _choose_captures(slide_paths, params=p)
+    splits = _assign_splits([(k, i) for k, (_pth, _sid, i) in enumerate(chosen.plan)], params=p)
+    input_um = chosen.target_um * float(p.ratio_fraction)
+    with DatasetWriter(
+        out_path,
+        input_patch_px=p.input_patch_px,
+        target_patch_px=p.target_patch_px,
+        compression=p.compression,
+        force=force,
+    ) as writer:
+        cut = _write_patches(writer, chosen, splits, input_um=input_um, params=p, on_capture=on_capture)
+        counts = dict(writer.counts)
+        if sum(counts.values()) == 0:
+            raise InputFileError(
+                "no patch survived the background and quality filters; check the registrations or lower "
+                "--min-tissue / --min-similarity."
+            )
+        writer.finish(
+            input_pixel_size_um=input_um,
+            target_pixel_size_um=chosen.target_um,
+            ratio=p.ratio_fraction,
+            captures=cut.capture_list,
+            provenance=_provenance(chosen, cut, params=p),
+        )
+    return DatasetSummary(
+        path=out_path,
+        counts=counts,
+        captures=cut.n_caps,
+        dropped=cut.dropped,
+        skipped_captures=chosen.skipped,
+        seconds=time.perf_counter() - t0,
+        admitted_flagged=chosen.admitted,
+        warnings=_little_data_warnings(cut.n_caps, counts, skipped=bool(chosen.skipped)),
+    )
+
+
+@dataclass
+class _ChosenCaptures:
+    """Pass 1 of :func:`build_dataset`: the usable captures of every slide, and why others were left out."""
+
+    target_um: float
+    plan: list[tuple[Path, str, int]] = dataclasses.field(default_factory=list)
+    """(slide path, slide id, capture index) of every usable capture, slide by slide."""
+    skipped: list[dict[str, Any]] = dataclasses.field(default_factory=list)
+    admitted: list[dict[str, Any]] = dataclasses.field(default_factory=list)
+    slides: list[dict[str, Any]] = dataclasses.field(default_factory=list)
+
+    @property
+    def slide_numbers(self) -> dict[str, int]:
+        return {sid: n for n, sid in enumerate(dict.fromkeys(sid for _pth, sid, _i in self.plan))}
+
+
+def _choose_captures(slide_paths: Sequence[Path], *, params: DatasetParams) -> _ChosenCaptures:
+    """Open each slide, check its mosaic pixel against the others', and admit its registered captures."""
+    chosen: _ChosenCaptures | None = None
     for path in slide_paths:
         with SlideStore.open(path) as store:
             info = store.mosaic_info()
@@ -292,31 +342,19 @@ def build_dataset(
                     f"{path}: slide '{store.slide_id}' has no benchtop mosaic.",
                     hint="Acquire or import and stitch its benchtop tiles, then register it.",
                 )
-            if target_um is None:
-                target_um = info.pixel_size_um
-            elif not math.isclose(info.pixel_size_um, target_um, rel_tol=1e-3):
+            if chosen is None:
+                chosen = _ChosenCaptures(target_um=info.pixel_size_um)
+            elif not math.isclose(info.pixel_size_um, chosen.target_um, rel_tol=1e-3):
                 raise InputFileError(
-                    f"{path}: mosaic pixel {info.pixel_size_um:.4g} µm differs from the other slides' {target_um:.4g} µm; "
+                    f"{path}: mosaic pixel {info.pixel_size_um:.4g} µm differs from the other slides' {chosen.target_um:.4g} µm; "
                     "build one dataset per benchtop magnification."
                 )
-            usable = []
-            for i in store.registered_indices():
-                reg = store.registration(i)
-                if reg is None:
-                    continue
-                verdict = _admit(reg, p.limits)
-                entry = {"slide": store.slide_id, "capture": i}
-                if verdict is None:
-                    usable.append(i)
-                    if not reg.ok:
-                        admitted.append({**entry, "flagged": reg.reason})
-                else:
-                    skipped.append({**entry, **verdict})
+            usable = _usable_captures(store, chosen, limits=params.limits)
             if not usable:
                 why = "; ".join(
                     f"capture {e['capture']}: {e['reason']}"
                     + (f" (admit with {e['admit_with']})" if e.get("admit_with") else "")
-                    for e in skipped
+                    for e in chosen.skipped
                     if e["slide"] == store.slide_id
                 )
                 raise StoreError(
@@ -325,8 +363,8 @@ def build_dataset(
                     + ".",
                     hint=f"Run `scopectl register --slide {store.slide_id}` first (and check its table for failures).",
                 )
-            plan.extend((Path(path), store.slide_id, i) for i in usable)
-            slides_prov.append(
+            chosen.plan.extend((Path(path), store.slide_id, i) for i in usable)
+            chosen.slides.append(
                 {
                     "slide_id": store.slide_id,
                     "path": str(path),
@@ -336,99 +374,116 @@ def build_dataset(
                     "captures": usable,
                 }
             )
-    assert target_um is not None
-    keys = [(k, i) for k, (_pth, _sid, i) in enumerate(plan)]
-    splits = _assign_splits(keys, params=p)
-    input_um = target_um * float(p.ratio_fraction)
-    big = p.target_patch_px
-    n_caps: dict[str, int] = dict.fromkeys(SPLITS, 0)
-    dropped = {"background": 0, "low_similarity": 0}
-    capture_list: dict[str, list[dict[str, Any]]] = {s: [] for s in SPLITS}
-    slide_number = {sid: n for n, sid in enumerate(dict.fromkeys(sid for _pth, sid, _i in plan))}
-    with DatasetWriter(
-        out_path, input_patch_px=p.input_patch_px, target_patch_px=big, compression=p.compression, force=force
-    ) as writer:
-        current: tuple[Path, SlideStore] | None = None
-        try:
-            for k, (path, sid, i) in enumerate(plan):
-                if current is None or current[0] != path:
-                    if current is not None:
-                        current[1].close()
-                    current = (path, SlideStore.open(path))
-                pair = load_pair(current[1], i, allow_flagged=True)
-                if not math.isclose(pair.input_pixel_size_um, input_um, rel_tol=1e-3):
-                    raise InputFileError(
-                        f"{path}: capture {i} was registered at {pair.input_pixel_size_um:.4g} µm/px, the dataset "
-                        f"needs {input_um:.4g} µm/px (ratio {p.ratio}); register again with --ratio {p.ratio}."
-                    )
-                ins, tgs, pos, drop = cut_patches(pair, params=p)
-                for reason, n in drop.items():
-                    dropped[reason] += n
-                split = splits[(k, i)]
-                n_caps[split] += 1
-                capture_list[split].append({"slide": sid, "capture": i, "patches": int(ins.shape[0])})
-                if ins.shape[0]:
-                    src = np.zeros((ins.shape[0], 5), np.int32)
-                    src[:, 0] = slide_number[sid]
-                    src[:, 1] = i
-                    src[:, 2:4] = pos
-                    writer.append(split, ins, tgs, src)
-                    if p.jpeg_quality is not None:
-                        jpg = _jpeg(pair.registered, p.jpeg_quality)
-                        jins = np.stack(
-                            [jpg[r : r + p.input_patch_px, c : c + p.input_patch_px] for r, c in pos]
-                        )
-                        src[:, 4] = 1
-                        writer.append(split, jins, tgs, src)
-                if on_capture is not None:
-                    on_capture(sid, i, int(ins.shape[0]))
-        finally:
-            if current is not None:
-                current[1].close()
-        counts = dict(writer.counts)
-        if sum(counts.values()) == 0:
-            raise InputFileError(
-                "no patch survived the background and quality filters; check the registrations or lower "
-                "--min-tissue / --min-similarity."
-            )
-        writer.finish(
-            input_pixel_size_um=input_um,
-            target_pixel_size_um=target_um,
-            ratio=p.ratio_fraction,
-            captures=capture_list,
-            provenance=DatasetProvenance(
-                created=time.strftime("%Y-%m-%dT%H:%M:%S%z"),
-                software_version=f"scopectl {__version__}",
-                slides=slides_prov,
-                sample_type=_common_sample(slides_prov),
-                input_kind=_common(slides_prov, "phone_source"),
-                slide_numbers=slide_number,
-                splits=capture_list,
-                skipped_captures=skipped,
-                admitted_flagged=admitted,
-                dropped_patches=dropped,
-                params=p.model_dump(mode="json"),
-            ),
-        )
-    warnings: list[str] = []
-    if n_caps["train"] < MIN_TRAIN_CAPTURES or counts["train"] < MIN_TRAIN_PATCHES:
-        warnings.append(
-            f"training gets only {n_caps['train']} capture(s) and {counts['train']} patches (a network needs about "
-            f"{MIN_TRAIN_CAPTURES}+ captures and {MIN_TRAIN_PATCHES}+ patches to learn more than one capture's "
-            "colour cast); register more captures, or admit flagged ones by loosening a limit"
-            + (" (see the skipped captures)" if skipped else "")
-            + "."
-        )
-    return DatasetSummary(
-        path=out_path,
-        counts=counts,
-        captures=n_caps,
-        dropped=dropped,
-        skipped_captures=skipped,
-        seconds=time.perf_counter() - t0,
-        admitted_flagged=admitted,
-        warnings=warnings,
+    assert chosen is not None  # slide_paths is not empty
+    return chosen
+
+
+def _usable_captures(store: SlideStore, chosen: _ChosenCaptures, *, limits: LimitOverrides) -> list[int]:
+    """The registered captures of a slide that the (possibly loosened) limits admit; the others go to
+    ``chosen.skipped``, admitted flagged ones also to ``chosen.admitted``."""
+    usable = []
+    for i in store.registered_indices():
+        reg = store.registration(i)
+        if reg is None:
+            continue
+        verdict = _admit(reg, limits)
+        entry = {"slide": store.slide_id, "capture": i}
+        if verdict is None:
+            usable.append(i)
+            if not reg.ok:
+                chosen.admitted.append({**entry, "flagged": reg.reason})
+        else:
+            chosen.skipped.append({**entry, **verdict})
+    return usable
+
+
+@dataclass
+class _CutPatches:
+    """Pass 2 of :func:`build_dataset`: captures per split, the captures' patch counts, dropped patches."""
+
+    n_caps: dict[str, int] = dataclasses.field(default_factory=lambda: dict.fromkeys(SPLITS, 0))
+    capture_list: dict[str, list[dict[str, Any]]] = dataclasses.field(
+        default_factory=lambda: {s: [] for s in SPLITS}
     )
+    dropped: dict[str, int] = dataclasses.field(
+        default_factory=lambda: {"background": 0, "low_similarity": 0}
+    )
+
+
+def _write_patches(
+    writer: DatasetWriter,
+    chosen: _ChosenCaptures,
+    splits: dict[tuple[int, int], SplitName],
+    *,
+    input_um: float,
+    params: DatasetParams,
+    on_capture: Callable[[str, int, int], None] | None,
+) -> _CutPatches:
+    """Cut every chosen capture into patches and append them (and their JPEG copies) to its split."""
+    p = params
+    cut = _CutPatches()
+    slide_number = chosen.slide_numbers
+    with contextlib.ExitStack() as stores:
+        current: tuple[Path, SlideStore] | None = None
+        for k, (path, sid, i) in enumerate(chosen.plan):
+            if current is None or current[0] != path:
+                stores.close()
+                current = (path, stores.enter_context(SlideStore.open(path)))
+            pair = load_pair(current[1], i, allow_flagged=True)
+            if not math.isclose(pair.input_pixel_size_um, input_um, rel_tol=1e-3):
+                raise InputFileError(
+                    f"{path}: capture {i} was registered at {pair.input_pixel_size_um:.4g} µm/px, the dataset "
+                    f"needs {input_um:.4g} µm/px (ratio {p.ratio}); register again with --ratio {p.ratio}."
+                )
+            ins, tgs, pos, drop = cut_patches(pair, params=p)
+            for reason, n in drop.items():
+                cut.dropped[reason] += n
+            split = splits[(k, i)]
+            cut.n_caps[split] += 1
+            cut.capture_list[split].append({"slide": sid, "capture": i, "patches": int(ins.shape[0])})
+            if ins.shape[0]:
+                src = np.zeros((ins.shape[0], 5), np.int32)
+                src[:, 0] = slide_number[sid]
+                src[:, 1] = i
+                src[:, 2:4] = pos
+                writer.append(split, ins, tgs, src)
+                if p.jpeg_quality is not None:
+                    jpg = _jpeg(pair.registered, p.jpeg_quality)
+                    jins = np.stack([jpg[r : r + p.input_patch_px, c : c + p.input_patch_px] for r, c in pos])
+                    src[:, 4] = 1
+                    writer.append(split, jins, tgs, src)
+            if on_capture is not None:
+                on_capture(sid, i, int(ins.shape[0]))
+    return cut
+
+
+def _provenance(chosen: _ChosenCaptures, cut: _CutPatches, *, params: DatasetParams) -> DatasetProvenance:
+    return DatasetProvenance(
+        created=time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+        software_version=f"scopectl {__version__}",
+        slides=chosen.slides,
+        sample_type=_common_sample(chosen.slides),
+        input_kind=_common(chosen.slides, "phone_source"),
+        slide_numbers=chosen.slide_numbers,
+        splits=cut.capture_list,
+        skipped_captures=chosen.skipped,
+        admitted_flagged=chosen.admitted,
+        dropped_patches=cut.dropped,
+        params=params.model_dump(mode="json"),
+    )
+
+
+def _little_data_warnings(n_caps: dict[str, int], counts: dict[str, int], *, skipped: bool) -> list[str]:
+    """A warning when training gets too few captures or patches to learn more than one capture's cast."""
+    if n_caps["train"] >= MIN_TRAIN_CAPTURES and counts["train"] >= MIN_TRAIN_PATCHES:
+        return []
+    return [
+        f"training gets only {n_caps['train']} capture(s) and {counts['train']} patches (a network needs about "
+        f"{MIN_TRAIN_CAPTURES}+ captures and {MIN_TRAIN_PATCHES}+ patches to learn more than one capture's "
+        "colour cast); register more captures, or admit flagged ones by loosening a limit"
+        + (" (see the skipped captures)" if skipped else "")
+        + "."
+    ]
 
 
 def _admit(reg: RegistrationRecord, overrides: LimitOverrides) -> dict[str, Any] | None:
