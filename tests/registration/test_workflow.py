@@ -214,7 +214,7 @@ def test_cli_register_prints_a_table_and_json(root: Path, capsys: pytest.Capture
     assert res["ok"] == 2 and res["failed"] == 0
     rows = res["captures"]
     assert isinstance(rows, list) and {r["index"] for r in rows} == {0, 1}
-    assert all(r.inliers > 20 for r in rows)
+    assert all(r["inliers"] > 20 for r in rows)
     human = cmd_register._table(rows)
     assert "matched" in human and "inliers" in human and "residual px" in human
 
@@ -477,7 +477,7 @@ def test_flagged_captures_are_listed_and_admitted_when_the_limit_is_loosened(
     with pytest.raises(StoreError, match=r"admit with --max-residual-px \d"):
         _cli(root, ["dataset", "build", "--slides", "S3", "--name", "strict"], capsys)
     # the largest suggested value admits every capture
-    worst = max(float(r.residual_px) for r in rows)
+    worst = max(float(r["residual_px"]) for r in rows)
     loose = f"{worst + 0.01:.2f}"
     res = _cli(
         root, ["dataset", "build", "--slides", "S3", "--name", "loose", "--max-residual-px", loose], capsys
@@ -485,7 +485,7 @@ def test_flagged_captures_are_listed_and_admitted_when_the_limit_is_loosened(
     admitted = res["admitted_flagged"]
     assert isinstance(admitted, list) and len(admitted) == 5 and not res["skipped_captures"]
     # a limit between the captures' residuals admits some and lists the others with their option
-    mid = sorted(float(r.residual_px) for r in rows)[2]
+    mid = sorted(float(r["residual_px"]) for r in rows)[2]
     res = _cli(
         root,
         ["dataset", "build", "--slides", "S3", "--name", "mid", "--max-residual-px", f"{mid + 1e-4:.4f}"],
