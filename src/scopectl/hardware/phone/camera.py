@@ -382,65 +382,15 @@ class PhoneCamera:
         complete_since: dict[str, float] = {}
         while True:
             now = time.time()
-            # each listing ends by the capture's deadline (at least one poll interval), so a phone that
-            # trickles its listing cannot stretch the wait beyond what the error message says
-            budget = min(t.command_s, max(deadline - now, t.poll_interval_s))
-            try:
-                listing, _ = self._listing(tolerated=tolerated, timeout_s=budget)
-            except DeviceError as exc:
-                # the photo may well be on its way: a dropped connection is re-established while time is left
-                if isinstance(exc, DeviceTimeoutError) and time.time() >= deadline:
-                    raise DeviceTimeoutError(
-                        f"phone {self.address}: no complete photo listed within {t.capture_s:g} s of the shutter "
-                        f"key: listing {profile.camera_dir} did not finish in time ({exc.message}).",
-                        hint="The phone answers too slowly: check it, or raise timeouts.capture_s.",
-                    ) from None
-                if isinstance(exc, DeviceProtocolError) or not self._link.broken or time.time() >= deadline:
-                    raise
-                _LOG.warning(
-                    "phone %s: %s; reconnecting while waiting for the photo", self.address, exc.message
-                )
-                time.sleep(t.poll_interval_s)
-                continue
-            groups: dict[str, dict[str, str]] = {}
-            stale_stems: set[str] = set()
-            for name, entry in listing.items():
-                kind_stem = self._kind(name)
-                if kind_stem is None:
-                    continue
-                kind, stem = kind_stem
-                if name in before:
-                    stale_stems.add(stem)
-                    continue
-                if name.startswith("."):
-                    continue  # a temporary file still being written
-                if not stat.S_ISREG(entry.mode):
-                    continue
-                if entry.size > self.max_file_bytes:
-                    raise DeviceProtocolError(
-                        f"phone {self.address}: {name} is {entry.size} bytes, above max_file_bytes "
-                        f"{self.max_file_bytes}; raise the cap if that is a real photo."
-                    )
-                if first_seen is None:
-                    first_seen = now
-                history.setdefault(name, _SizeHistory()).observe(entry.size, now)
-                groups.setdefault(stem, {})[kind] = name
-            ready: dict[str, dict[str, str]] = {}
-            for stem, files in groups.items():
-                if stem in stale_stems:
-                    continue  # belongs to an earlier photo whose other file arrived late
-                stable = all(
-                    history[n].stable(now, polls=profile.stable_polls, min_s=t.stable_s)
-                    for n in files.values()
-                )
-                if stable and required <= files.keys() and files:
-                    complete_since.setdefault(stem, now)
-                    optional_missing = {"dng", "jpeg"} - files.keys()
-                    waited = now - complete_since[stem]
-                    if not optional_missing or waited >= t.pair_grace_s or now >= deadline:
-                        ready[stem] = files
-                else:
-                    complete_since.pop(stem, None)
+            listing = self._poll_listing(tolerated, deadline=deadline, now=now)
+            if listing is None:
+                continue  # reconnected: list again
+            groups, stale_stems = self._new_files(listing, before, history, now=now)
+            if groups and first_seen is None:
+                first_seen = now
+            ready = self._ready_photos(
+                groups, stale_stems, history, complete_since, now=now, deadline=deadline, required=required
+            )
             if len(ready) > 1:
                 raise DeviceProtocolError(
                     f"phone {self.address}: {len(ready)} new photos appeared ({', '.join(sorted(ready))}) for one "
@@ -452,30 +402,126 @@ class PhoneCamera:
                 assert first_seen is not None
                 return files, final_sizes, first_seen - key_time, now - key_time
             if now >= deadline:
-                fresh = {stem: files for stem, files in groups.items() if stem not in stale_stems}
-                incomplete = [(stem, files) for stem, files in fresh.items() if not required <= files.keys()]
-                if fresh and not incomplete:
-                    growing = ", ".join(sorted(n for files in fresh.values() for n in files.values()))
-                    detail = f"{growing} did not reach a stable size"
-                    hint = "the phone writes slowly: raise timeouts.capture_s."
-                elif incomplete:
-                    files = incomplete[0][1]
-                    missing = " + ".join(sorted(required - files.keys())).upper()
-                    detail = f"only {', '.join(sorted(files.values()))} appeared (no {missing})"
-                    hint = (
-                        "enable RAW+JPEG in the camera app, or choose a profile that does not require both."
-                    )
-                else:
-                    detail = f"no new photo appeared in {profile.camera_dir}"
-                    hint = (
-                        "check that the camera app is open in photo mode and reacts to "
-                        f"{' '.join(profile.capture_keys)}, that the screen is on and that storage is not full"
-                        f"{self._free_space_note()}."
-                    )
-                raise DeviceTimeoutError(
-                    f"phone {self.address}: {detail} within {t.capture_s:g} s of the shutter key; {hint}"
-                )
+                raise self._no_photo_error(groups, stale_stems, required)
             time.sleep(min(t.poll_interval_s, max(0.0, deadline - time.time()) + 0.001))
+
+    def _poll_listing(
+        self, tolerated: frozenset[bytes], *, deadline: float, now: float
+    ) -> dict[str, RemoteEntry] | None:
+        """One listing of the camera folder, or None after a dropped connection (re-established while the
+        capture's time is left)."""
+        t = self.timeouts
+        # each listing ends by the capture's deadline (at least one poll interval), so a phone that
+        # trickles its listing cannot stretch the wait beyond what the error message says
+        budget = min(t.command_s, max(deadline - now, t.poll_interval_s))
+        try:
+            listing, _ = self._listing(tolerated=tolerated, timeout_s=budget)
+        except DeviceError as exc:
+            # the photo may well be on its way: a dropped connection is re-established while time is left
+            if isinstance(exc, DeviceTimeoutError) and time.time() >= deadline:
+                raise DeviceTimeoutError(
+                    f"phone {self.address}: no complete photo listed within {t.capture_s:g} s of the shutter "
+                    f"key: listing {self.profile.camera_dir} did not finish in time ({exc.message}).",
+                    hint="The phone answers too slowly: check it, or raise timeouts.capture_s.",
+                ) from None
+            if isinstance(exc, DeviceProtocolError) or not self._link.broken or time.time() >= deadline:
+                raise
+            _LOG.warning("phone %s: %s; reconnecting while waiting for the photo", self.address, exc.message)
+            time.sleep(t.poll_interval_s)
+            return None
+        return listing
+
+    def _new_files(
+        self,
+        listing: dict[str, RemoteEntry],
+        before: dict[str, RemoteEntry],
+        history: dict[str, _SizeHistory],
+        *,
+        now: float,
+    ) -> tuple[dict[str, dict[str, str]], set[str]]:
+        """The photo files listed since the shutter key, grouped by stem ({stem: {kind: name}}), with their
+        sizes recorded in ``history``; and the stems of photos that were there before."""
+        groups: dict[str, dict[str, str]] = {}
+        stale_stems: set[str] = set()
+        for name, entry in listing.items():
+            kind_stem = self._kind(name)
+            if kind_stem is None:
+                continue
+            kind, stem = kind_stem
+            if name in before:
+                stale_stems.add(stem)
+                continue
+            if name.startswith("."):
+                continue  # a temporary file still being written
+            if not stat.S_ISREG(entry.mode):
+                continue
+            if entry.size > self.max_file_bytes:
+                raise DeviceProtocolError(
+                    f"phone {self.address}: {name} is {entry.size} bytes, above max_file_bytes "
+                    f"{self.max_file_bytes}; raise the cap if that is a real photo."
+                )
+            history.setdefault(name, _SizeHistory()).observe(entry.size, now)
+            groups.setdefault(stem, {})[kind] = name
+        return groups, stale_stems
+
+    def _ready_photos(
+        self,
+        groups: dict[str, dict[str, str]],
+        stale_stems: set[str],
+        history: dict[str, _SizeHistory],
+        complete_since: dict[str, float],
+        *,
+        now: float,
+        deadline: float,
+        required: set[str],
+    ) -> dict[str, dict[str, str]]:
+        """The new photos whose required files have a stable size (an optional partner file is waited for
+        ``pair_grace_s``)."""
+        t = self.timeouts
+        ready: dict[str, dict[str, str]] = {}
+        for stem, files in groups.items():
+            if stem in stale_stems:
+                continue  # belongs to an earlier photo whose other file arrived late
+            stable = all(
+                history[n].stable(now, polls=self.profile.stable_polls, min_s=t.stable_s)
+                for n in files.values()
+            )
+            if stable and required <= files.keys() and files:
+                complete_since.setdefault(stem, now)
+                optional_missing = {"dng", "jpeg"} - files.keys()
+                waited = now - complete_since[stem]
+                if not optional_missing or waited >= t.pair_grace_s or now >= deadline:
+                    ready[stem] = files
+            else:
+                complete_since.pop(stem, None)
+        return ready
+
+    def _no_photo_error(
+        self, groups: dict[str, dict[str, str]], stale_stems: set[str], required: set[str]
+    ) -> DeviceTimeoutError:
+        """Why no complete photo appeared by the deadline, and what to do."""
+        profile = self.profile
+        fresh = {stem: files for stem, files in groups.items() if stem not in stale_stems}
+        incomplete = [(stem, files) for stem, files in fresh.items() if not required <= files.keys()]
+        if fresh and not incomplete:
+            growing = ", ".join(sorted(n for files in fresh.values() for n in files.values()))
+            detail = f"{growing} did not reach a stable size"
+            hint = "the phone writes slowly: raise timeouts.capture_s."
+        elif incomplete:
+            files = incomplete[0][1]
+            missing = " + ".join(sorted(required - files.keys())).upper()
+            detail = f"only {', '.join(sorted(files.values()))} appeared (no {missing})"
+            hint = "enable RAW+JPEG in the camera app, or choose a profile that does not require both."
+        else:
+            detail = f"no new photo appeared in {profile.camera_dir}"
+            hint = (
+                "check that the camera app is open in photo mode and reacts to "
+                f"{' '.join(profile.capture_keys)}, that the screen is on and that storage is not full"
+                f"{self._free_space_note()}."
+            )
+        return DeviceTimeoutError(
+            f"phone {self.address}: {detail} within {self.timeouts.capture_s:g} s of the shutter key; {hint}"
+        )
 
     def _free_space_note(self) -> str:
         """`` (N MB free)`` for error messages; empty when the phone cannot say."""
