@@ -136,6 +136,18 @@ class _Pulled:
     created: bool
 
 
+@dataclass
+class _PulledPhoto:
+    """The local files of one photo, their SHA-256, and how the transfer went."""
+
+    local: dict[str, Path] = field(default_factory=dict)
+    digests: dict[str, str] = field(default_factory=dict)
+    attempts: int = 0
+    verified: bool = True
+    pull_s: float = 0.0
+    settings: dict[str, Any] = field(default_factory=dict)
+
+
 class _Retry(Exception):
     """A transfer failed in a way another attempt may fix."""
 
@@ -560,55 +572,16 @@ class PhoneCamera:
             When the phone is locked, its storage is full or a transfer keeps failing.
         """
         dest = Path(dest_dir)
-        try:
-            dest.mkdir(parents=True, exist_ok=True)
-        except OSError as exc:
-            raise InputFileError(f"{dest}: cannot create the destination folder ({exc.strerror}).") from None
         delete = self.delete_after if delete_after is None else delete_after
         profile = self.profile
-        self._link.ensure_connected()
-        self.ensure_screen_ready()
-        free = self.free_bytes()
-        if free < self.min_free_bytes:
-            raise DeviceError(
-                f"phone {self.address}: only {free / 1e6:.1f} MB free on {profile.camera_dir} (need at least "
-                f"{self.min_free_bytes / 1e6:.0f} MB); delete old photos or capture with delete_after."
-            )
-        if profile.relaunch_each_capture or self._camera_open_on != self._link.reconnects:
-            self.open_camera_app()
+        self._ready_to_capture(dest)
         before, tolerated = self._listing(tolerated=None)
         key_time = time.time()
         t0 = time.perf_counter()
         self._press_keys()
         keys_s = time.perf_counter() - t0
         files, sizes, first_s, shutter_to_file_s = self._wait_for_photo(before, tolerated, key_time)
-
-        t_pull = time.perf_counter()
-        local: dict[str, Path] = {}
-        digests: dict[str, str] = {}
-        created: list[Path] = []
-        attempts = 0
-        verified = True
-        try:
-            for kind in ("dng", "jpeg"):
-                if kind not in files:
-                    continue
-                remote = f"{profile.camera_dir}/{files[kind]}"
-                pulled = self._pull_verified(remote, files[kind], sizes[kind], dest)
-                local[kind], digests[kind] = pulled.path, pulled.sha256
-                if pulled.created:
-                    created.append(pulled.path)
-                attempts += pulled.attempts
-                verified = verified and pulled.verified_on_phone
-            pull_s = time.perf_counter() - t_pull
-            settings = read_capture_settings(dng=local.get("dng"), jpeg=local.get("jpeg"))
-        except BaseException:
-            # all or nothing: the files stay on the phone, nothing half-done stays here
-            for path in created:
-                with contextlib.suppress(OSError):
-                    path.unlink()
-            raise
-
+        pulled = self._pull_photo(files, sizes, dest)
         delete_s = 0.0
         if delete:
             t_del = time.perf_counter()
@@ -617,25 +590,68 @@ class PhoneCamera:
             delete_s = time.perf_counter() - t_del
         remote_of = {k: f"{profile.camera_dir}/{n}" for k, n in files.items()}
         return CaptureFiles(
-            dng=local.get("dng"),
-            jpeg=local.get("jpeg"),
-            dng_sha256=digests.get("dng"),
-            jpeg_sha256=digests.get("jpeg"),
+            dng=pulled.local.get("dng"),
+            jpeg=pulled.local.get("jpeg"),
+            dng_sha256=pulled.digests.get("dng"),
+            jpeg_sha256=pulled.digests.get("jpeg"),
             dng_remote=remote_of.get("dng"),
             jpeg_remote=remote_of.get("jpeg"),
             shutter_to_file_s=shutter_to_file_s,
-            settings=settings,
+            settings=pulled.settings,
             latencies_s={
                 "keys_s": keys_s,
                 "first_file_s": first_s,
                 "shutter_to_file_s": shutter_to_file_s,
-                "pull_s": pull_s,
+                "pull_s": pulled.pull_s,
                 "delete_s": delete_s,
             },
             timestamp=key_time,
-            hash_verified_on_phone=verified and bool(local),
-            transfer_attempts=attempts,
+            hash_verified_on_phone=pulled.verified and bool(pulled.local),
+            transfer_attempts=pulled.attempts,
         )
+
+    def _ready_to_capture(self, dest: Path) -> None:
+        """Create ``dest``, connect, wake and unlock the screen, check free space, open the camera app."""
+        try:
+            dest.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise InputFileError(f"{dest}: cannot create the destination folder ({exc.strerror}).") from None
+        self._link.ensure_connected()
+        self.ensure_screen_ready()
+        free = self.free_bytes()
+        if free < self.min_free_bytes:
+            raise DeviceError(
+                f"phone {self.address}: only {free / 1e6:.1f} MB free on {self.profile.camera_dir} (need at least "
+                f"{self.min_free_bytes / 1e6:.0f} MB); delete old photos or capture with delete_after."
+            )
+        if self.profile.relaunch_each_capture or self._camera_open_on != self._link.reconnects:
+            self.open_camera_app()
+
+    def _pull_photo(self, files: dict[str, str], sizes: dict[str, int], dest: Path) -> _PulledPhoto:
+        """Pull and verify every file of one photo into ``dest``, and read its capture settings; all or
+        nothing (the files stay on the phone, nothing half-done stays here)."""
+        out = _PulledPhoto()
+        created: list[Path] = []
+        t_pull = time.perf_counter()
+        try:
+            for kind in ("dng", "jpeg"):
+                if kind not in files:
+                    continue
+                remote = f"{self.profile.camera_dir}/{files[kind]}"
+                pulled = self._pull_verified(remote, files[kind], sizes[kind], dest)
+                out.local[kind], out.digests[kind] = pulled.path, pulled.sha256
+                if pulled.created:
+                    created.append(pulled.path)
+                out.attempts += pulled.attempts
+                out.verified = out.verified and pulled.verified_on_phone
+            out.pull_s = time.perf_counter() - t_pull
+            out.settings = read_capture_settings(dng=out.local.get("dng"), jpeg=out.local.get("jpeg"))
+        except BaseException:
+            for path in created:
+                with contextlib.suppress(OSError):
+                    path.unlink()
+            raise
+        return out
 
     # ------------------------------------------------------------------ transfer
     def _remote_sha256(self, remote: str) -> str | None:
