@@ -116,6 +116,48 @@ class StitchResult:
         }
 
 
+#: One measured pair: tile i, tile j, nominal offset, measured offset, correlation, overlap strip shape.
+_Measured = tuple[int, int, tuple[float, float], tuple[float, float], float, tuple[int, int]]
+
+
+def _grey_tiles(tiles: Sequence[np.ndarray], nominal: np.ndarray) -> list[np.ndarray]:
+    """The tiles in grey, checked: at least one, one nominal position each (finite), all of one shape."""
+    n = len(tiles)
+    if n == 0:
+        raise InputFileError("stitching: no tiles given.")
+    if len(nominal) != n:
+        raise InputFileError(f"stitching: {n} tiles but {len(nominal)} nominal positions.")
+    if not np.all(np.isfinite(nominal)):
+        raise InputFileError("stitching: nominal positions must be finite.")
+    grey: list[np.ndarray] = []
+    shape: tuple[int, int] | None = None
+    for k in range(n):
+        g = to_grey(tiles[k])
+        if shape is None:
+            shape = (int(g.shape[0]), int(g.shape[1]))
+        elif g.shape != shape:
+            raise InputFileError(
+                f"stitching: tile {k} is {g.shape}, the first tile is {shape}; tiles must match."
+            )
+        grey.append(g)
+    return grey
+
+
+def _pair_results(measured: list[_Measured], accepted: list[int], *, used: np.ndarray) -> list[PairResult]:
+    """Each measured pair with whether the solve used it, or why not (low correlation, outlier)."""
+    results: list[PairResult] = []
+    acc_index = {k: a for a, k in enumerate(accepted)}
+    for k, (i, j, nom, off, corr, ov) in enumerate(measured):
+        if k not in acc_index:
+            ok, reason = False, "low correlation"
+        elif not used[acc_index[k]]:
+            ok, reason = False, "outlier"
+        else:
+            ok, reason = True, ""
+        results.append(PairResult(i, j, nom, off, float(corr), ok, reason, ov))
+    return results
+
+
 def stitch_tiles(
     tiles: Sequence[np.ndarray],
     *,
@@ -148,27 +190,10 @@ def stitch_tiles(
     """
     cfg = settings if settings is not None else StitchSettings()
     nominal = np.asarray(nominal_positions_px, dtype=np.float64).reshape(-1, 2)
-    n = len(tiles)
-    if n == 0:
-        raise InputFileError("stitching: no tiles given.")
-    if len(nominal) != n:
-        raise InputFileError(f"stitching: {n} tiles but {len(nominal)} nominal positions.")
-    if not np.all(np.isfinite(nominal)):
-        raise InputFileError("stitching: nominal positions must be finite.")
-    grey: list[np.ndarray] = []
-    shape: tuple[int, int] | None = None
-    for k in range(n):
-        g = to_grey(tiles[k])
-        if shape is None:
-            shape = (int(g.shape[0]), int(g.shape[1]))
-        elif g.shape != shape:
-            raise InputFileError(
-                f"stitching: tile {k} is {g.shape}, the first tile is {shape}; tiles must match."
-            )
-        grey.append(g)
-    assert shape is not None
+    grey = _grey_tiles(tiles, nominal)
+    shape = (int(grey[0].shape[0]), int(grey[0].shape[1]))
     cand = candidate_pairs(nominal, shape, min_overlap_px=cfg.min_overlap_px)
-    measured: list[tuple[int, int, tuple[float, float], tuple[float, float], float, tuple[int, int]]] = []
+    measured: list[_Measured] = []
     for k, (i, j) in enumerate(cand):
         nom = (float(nominal[j, 0] - nominal[i, 0]), float(nominal[j, 1] - nominal[i, 1]))
         off, corr, ov = register_pair(
@@ -195,16 +220,7 @@ def stitch_tiles(
         prior_weight=cfg.prior_weight,
         max_residual_px=cfg.max_residual_px,
     )
-    pair_results: list[PairResult] = []
-    acc_index = {k: a for a, k in enumerate(accepted)}
-    for k, (i, j, nom, off, corr, ov) in enumerate(measured):
-        if k not in acc_index:
-            ok, reason = False, "low correlation"
-        elif not sol.used[acc_index[k]]:
-            ok, reason = False, "outlier"
-        else:
-            ok, reason = True, ""
-        pair_results.append(PairResult(i, j, nom, off, float(corr), ok, reason, ov))
+    pair_results = _pair_results(measured, accepted, used=sol.used)
     mosaic: WritableArray | None = None
     origin = (0, 0)
     if assemble:
