@@ -19,15 +19,14 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import json
 import math
 import sys
 import tempfile
 import time
+from fractions import Fraction
 from pathlib import Path
 from typing import Any
 
-import h5py
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
@@ -40,6 +39,7 @@ from scopectl.learn.device import pick_device, resolve_precision
 from scopectl.learn.enhance import enhance_image, prepare_model
 from scopectl.learn.modelio import load_model
 from scopectl.learn.train import TrainConfig, train
+from scopectl.store.dataset import DatasetProvenance, DatasetWriter
 from scopectl.twin.pairs import Pair, iter_pairs, phone_on_grid
 
 RATIO = (5, 2)
@@ -135,21 +135,26 @@ def main() -> None:
     render_s = time.perf_counter() - t0
     args.workdir.mkdir(parents=True, exist_ok=True)
     ds_path = args.workdir / f"twin-{args.sample}-{args.input}.h5"
-    with h5py.File(ds_path, "w") as f:
+    xs_val = np.concatenate([x for x, _ in data["val"]])
+    with DatasetWriter(
+        ds_path, input_patch_px=xs_val.shape[1], target_patch_px=data["val"][0][1].shape[1], force=True
+    ) as writer:
         for split in ("train", "val"):
             xs = np.concatenate([x for x, _ in data[split]])
             ys = np.concatenate([y for _, y in data[split]])
-            g = f.create_group(split)
-            g.create_dataset("inputs", data=xs, chunks=(1, *xs.shape[1:]))
-            g.create_dataset("targets", data=ys, chunks=(1, *ys.shape[1:]))
-        g = f.create_group("test")
-        g.create_dataset("inputs", data=xs[:1])
-        g.create_dataset("targets", data=ys[:1])
-        f.attrs["input_pixel_size_um"] = 0.925
-        f.attrs["target_pixel_size_um"] = 0.37
-        f.attrs["ratio"] = "5/2"
-        f.attrs["provenance"] = json.dumps(
-            {"sample": args.sample, "input_kind": args.input, "source": "twin"}
+            writer.append(split, xs, ys, np.zeros((len(xs), 5), np.int32))
+        writer.append("test", xs[:1], ys[:1], np.zeros((1, 5), np.int32))
+        writer.finish(
+            input_pixel_size_um=0.925,
+            target_pixel_size_um=0.37,
+            ratio=Fraction(5, 2),
+            provenance=DatasetProvenance(
+                created=time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+                software_version="scopectl benchmarks/quality_twin.py",
+                sample_type=args.sample,
+                input_kind=args.input,
+                params={"source": "twin", "pairs": args.pairs, "seed": args.seed},
+            ),
         )
     config = TrainConfig(
         recipe=args.recipe,

@@ -33,14 +33,14 @@ def small_protocol(tmp_path: Path, **phone: Any) -> Path:
 def content(path: Path) -> dict[str, Any]:
     """What must be identical between an interrupted-and-resumed run and an uninterrupted one."""
     with SlideStore.open(path) as store:
-        tiles = {(m["row"], m["col"]): store.read_tile(m["index"])[0] for m in store.tiles_meta()}
+        tiles = {(m.row, m.col): store.read_tile(m.index)[0] for m in store.tiles_meta()}
         caps = {}
-        for m in store.captures_meta():
-            caps[m["field_index"]] = (
-                store.read_capture(m["index"])[0],
-                store.read_capture_raw(m["index"], "dng"),
-                m["battery_mv"],
-                m["extra"]["flags"],
+        for m in store.captures():
+            caps[m.field_index] = (
+                store.read_capture(m.index)[0],
+                store.read_capture_raw(m.index, "dng"),
+                m.battery_mv,
+                m.extra["flags"],
             )
         return {"tiles": tiles, "mosaic": store.mosaic()[()], "captures": caps, "plan": store.plan()}
 

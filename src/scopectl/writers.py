@@ -108,6 +108,59 @@ class OmeImage:
         self.tiff_ifd = tiff_ifd
 
 
+def _pixels(image: ET.Element, i: int, img: OmeImage, *, tiff_uuid: str | None, file_name: str) -> None:
+    """The ``Pixels`` element of image ``i``: size, type, physical size, channels, and where the plane is."""
+    q = f"{{{OME_NS}}}"
+    pixels_attrs = {
+        "ID": f"Pixels:{i}",
+        "DimensionOrder": "XYCZT",
+        "Type": "uint8",
+        "SignificantBits": "8",
+        "Interleaved": "true" if img.interleaved else "false",
+        "BigEndian": "false",
+        "SizeX": str(img.cols),
+        "SizeY": str(img.rows),
+        "SizeC": "3",
+        "SizeZ": "1",
+        "SizeT": "1",
+    }
+    if img.pixel_size_um is not None:
+        pixels_attrs.update(
+            {
+                "PhysicalSizeX": repr(float(img.pixel_size_um)),
+                "PhysicalSizeXUnit": "µm",
+                "PhysicalSizeY": repr(float(img.pixel_size_um)),
+                "PhysicalSizeYUnit": "µm",
+            }
+        )
+    pixels = ET.SubElement(image, f"{q}Pixels", pixels_attrs)
+    if img.interleaved:
+        ET.SubElement(
+            pixels,
+            f"{q}Channel",
+            {"ID": f"Channel:{i}:0", "Name": "/".join(img.channel_names), "SamplesPerPixel": "3"},
+        )
+    else:
+        colours = (-16776961, 16711935, 65535)  # RGBA as signed 32-bit: red, green, blue
+        for c, cname in enumerate(img.channel_names):
+            ET.SubElement(
+                pixels,
+                f"{q}Channel",
+                {
+                    "ID": f"Channel:{i}:{c}",
+                    "Name": cname,
+                    "SamplesPerPixel": "1",
+                    "Color": str(colours[c % 3]),
+                },
+            )
+    if img.tiff_ifd is not None:
+        tiff = ET.SubElement(pixels, f"{q}TiffData", {"IFD": str(img.tiff_ifd), "PlaneCount": "1"})
+        if tiff_uuid is not None:
+            ET.SubElement(tiff, f"{q}UUID", {"FileName": file_name}).text = tiff_uuid
+    else:
+        ET.SubElement(pixels, f"{q}MetadataOnly")
+
+
 def ome_xml(images: Sequence[OmeImage], *, tiff_uuid: str | None = None, file_name: str = "") -> str:
     """OME-XML (schema 2016-06) describing RGB ``uint8`` images, with their annotations.
 
@@ -129,54 +182,7 @@ def ome_xml(images: Sequence[OmeImage], *, tiff_uuid: str | None = None, file_na
         root.set("UUID", tiff_uuid)
     for i, img in enumerate(images):
         image = ET.SubElement(root, f"{q}Image", {"ID": f"Image:{i}", "Name": img.name})
-        pixels_attrs = {
-            "ID": f"Pixels:{i}",
-            "DimensionOrder": "XYCZT",
-            "Type": "uint8",
-            "SignificantBits": "8",
-            "Interleaved": "true" if img.interleaved else "false",
-            "BigEndian": "false",
-            "SizeX": str(img.cols),
-            "SizeY": str(img.rows),
-            "SizeC": "3",
-            "SizeZ": "1",
-            "SizeT": "1",
-        }
-        if img.pixel_size_um is not None:
-            pixels_attrs.update(
-                {
-                    "PhysicalSizeX": repr(float(img.pixel_size_um)),
-                    "PhysicalSizeXUnit": "µm",
-                    "PhysicalSizeY": repr(float(img.pixel_size_um)),
-                    "PhysicalSizeYUnit": "µm",
-                }
-            )
-        pixels = ET.SubElement(image, f"{q}Pixels", pixels_attrs)
-        if img.interleaved:
-            ET.SubElement(
-                pixels,
-                f"{q}Channel",
-                {"ID": f"Channel:{i}:0", "Name": "/".join(img.channel_names), "SamplesPerPixel": "3"},
-            )
-        else:
-            colours = (-16776961, 16711935, 65535)  # RGBA as signed 32-bit: red, green, blue
-            for c, cname in enumerate(img.channel_names):
-                ET.SubElement(
-                    pixels,
-                    f"{q}Channel",
-                    {
-                        "ID": f"Channel:{i}:{c}",
-                        "Name": cname,
-                        "SamplesPerPixel": "1",
-                        "Color": str(colours[c % 3]),
-                    },
-                )
-        if img.tiff_ifd is not None:
-            tiff = ET.SubElement(pixels, f"{q}TiffData", {"IFD": str(img.tiff_ifd), "PlaneCount": "1"})
-            if tiff_uuid is not None:
-                ET.SubElement(tiff, f"{q}UUID", {"FileName": file_name}).text = tiff_uuid
-        else:
-            ET.SubElement(pixels, f"{q}MetadataOnly")
+        _pixels(image, i, img, tiff_uuid=tiff_uuid, file_name=file_name)
         if img.annotations:
             ET.SubElement(image, f"{q}AnnotationRef", {"ID": f"Annotation:{i}"})
     annotated = [(i, img) for i, img in enumerate(images) if img.annotations]

@@ -165,9 +165,9 @@ def test_manual_phone_stage_asks_the_operator(tmp_path: Path) -> None:
             "Move the phone stage to field 1 of 2",
             "Move the phone stage to field 2 of 2",
         ]
-        metas = store.captures_meta()
-        assert all(m["stage_x_um"] is None and m["extra"]["phone_stage"] == "manual" for m in metas)
-        assert all(m["extra"]["checks"]["located"] for m in metas)
+        metas = store.captures()
+        assert all(m.stage_x_um is None and m.extra["phone_stage"] == "manual" for m in metas)
+        assert all(m.extra["checks"]["located"] for m in metas)
 
 
 def test_flagged_fields_are_recaptured(tmp_path: Path) -> None:

@@ -58,10 +58,10 @@ def test_acquire_on_the_simulated_rig_produces_a_verifiable_slide(
         assert store.verify()["ok"]
         rgb, meta = store.read_capture(0)
         assert rgb.shape == (256, 256, 3)
-        assert meta["settings"]["iso"] == 100
-        assert meta["led_state"]["brightness"] == 160
+        assert meta.settings["iso"] == 100
+        assert meta.led_state["brightness"] == 160
         assert store.read_capture_raw(0, "dng") is not None and store.read_capture_raw(0, "jpeg") is not None
-        assert meta["stage_x_um"] is not None
+        assert meta.stage_x_um is not None
     assert main(["--root", str(root), "store", "verify", "--slide", "lung01"]) == 0
     # a second acquire of the same slide is refused without --resume/--force
     assert (

@@ -113,17 +113,16 @@ def test_scan_into_slide_store_and_stitch(sim_bench: SimulatedBenchtop, tmp_path
         # the mosaic's geometry maps a tile's centre back to its stage position within a few um
         for m, pos in zip(meta, result.positions_px, strict=True):
             x_um = (
-                info.origin_x_um
-                + (pos[1] - result.origin_px[1] + (m["shape"][1] - 1) / 2) * info.pixel_size_um
+                info.origin_x_um + (pos[1] - result.origin_px[1] + (m.shape[1] - 1) / 2) * info.pixel_size_um
             )
-            assert x_um == pytest.approx(m["stage_x_um"], abs=10.0)
+            assert x_um == pytest.approx(m.stage_x_um, abs=10.0)
         # and the tile content is where the mosaic says: compare one tile with the mosaic
         k = 4
         tile, _ = store.read_tile(k)
         r0, c0 = np.rint(result.positions_px[k] - np.array(result.origin_px)).astype(int)
         patch = mosaic[r0 + 40 : r0 + 216, c0 + 40 : c0 + 216, 1].astype(float)
         assert np.corrcoef(patch.ravel(), tile[40:216, 40:216, 1].astype(float).ravel())[0, 1] > 0.95
-    xy = np.array([[m["stage_x_um"], m["stage_y_um"]] for m in meta])
+    xy = np.array([[m.stage_x_um, m.stage_y_um] for m in meta])
     true_xy = np.array([[world.truth_for(*p).true_x_um, world.truth_for(*p).true_y_um] for p in xy])
     true = nominal_positions_from_stage(true_xy, pixel_size_um=0.37, tile_shape=(256, 256))
     rms_error_px = load_benchmark("stitching_accuracy").rms_error_px

@@ -1,18 +1,18 @@
-"""Fixtures for the learning tests: a tiny dataset file in the documented format, a seeded network."""
+"""Fixtures for the learning tests: a tiny dataset file written by the real writer, a seeded network."""
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable
+from fractions import Fraction
 from pathlib import Path
 
 import cv2
-import h5py
 import numpy as np
 import pytest
 import torch
 
 from scopectl.learn.network import EnhanceNet, build_network
+from scopectl.store.dataset import SPLITS, DatasetProvenance, DatasetWriter
 
 
 def synthetic_pairs(n: int, *, size: int, ratio: tuple[int, int], seed: int) -> tuple[np.ndarray, np.ndarray]:
@@ -41,18 +41,27 @@ def write_dataset(
     counts: tuple[int, int, int] = (24, 8, 4),
     seed: int = 0,
 ) -> Path:
-    """A dataset HDF5 in the format of ``scopectl.registration.dataset`` (see the interfaces)."""
+    """A dataset file written by :class:`scopectl.store.dataset.DatasetWriter` (synthetic patch pairs)."""
     p, q = ratio
-    with h5py.File(path, "w") as f:
-        for k, (split, n) in enumerate(zip(("train", "val", "test"), counts, strict=True)):
+    out = -(-size * p // q)
+    with DatasetWriter(path, input_patch_px=size, target_patch_px=out, force=True) as writer:
+        for k, (split, n) in enumerate(zip(SPLITS, counts, strict=True)):
             x, y = synthetic_pairs(n, size=size, ratio=ratio, seed=seed + k)
-            g = f.create_group(split)
-            g.create_dataset("inputs", data=x, chunks=(1, *x.shape[1:]))
-            g.create_dataset("targets", data=y, chunks=(1, *y.shape[1:]))
-        f.attrs["input_pixel_size_um"] = 0.925
-        f.attrs["target_pixel_size_um"] = 0.925 * q / p
-        f.attrs["ratio"] = f"{p}/{q}"
-        f.attrs["provenance"] = json.dumps({"sample": "lung", "input_kind": "tiff", "slides": ["t1", "t2"]})
+            source = np.zeros((n, 5), np.int32)
+            source[:, 1] = np.arange(n)
+            writer.append(split, x, y, source)
+        writer.finish(
+            input_pixel_size_um=0.925,
+            target_pixel_size_um=0.925 * q / p,
+            ratio=Fraction(p, q),
+            provenance=DatasetProvenance(
+                created="2026-01-01T00:00:00+0000",
+                software_version="scopectl test",
+                sample_type="lung",
+                input_kind="tiff",
+                slides=[{"slide_id": "t1"}, {"slide_id": "t2"}],
+            ),
+        )
     return path
 
 

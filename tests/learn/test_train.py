@@ -85,7 +85,7 @@ def test_one_epoch_end_to_end_through_the_cli(
     assert card.quality is not None and card.quality.pairs == 8
     assert card.sample_type == "lung" and card.input_pixel_size_um == 0.925
     assert {"loss", "mse", "ssim_network", "ssim_bicubic"} <= set(card.validation)
-    assert card.training.dataset_provenance["slides"] == ["t1", "t2"]
+    assert [s["slide_id"] for s in card.training.dataset_provenance["slides"]] == ["t1", "t2"]
 
     # run again with more epochs: the same command resumes
     res2 = _cli([*args[:5], "--epochs", "2", *args[7:], "--json"], capsys)

@@ -12,11 +12,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from scopectl.registration.dataset import DatasetParams, build_dataset, open_dataset
+from scopectl.registration.dataset import DatasetParams, build_dataset
 from scopectl.registration.fov import project_points
 from scopectl.registration.pair import PairGeometry
 from scopectl.registration.workflow import register_slide
 from scopectl.store import SlideStore
+from scopectl.store.dataset import open_dataset
 from scopectl.store.importer import import_slide
 from scopectl.twin import PhoneGroundTruth, PhoneModel, make_slide
 from scopectl.twin.pairs import render_pair, write_pair
@@ -56,23 +57,23 @@ def test_imported_twin_captures_register_within_a_third_of_a_pixel(
         with SlideStore.open(tmp / "slides" / f"T{k}.h5", mode="a") as store:
             reports = register_slide(store)
             assert [r.ok for r in reports] == [True], reports
-            reg = store.read_registration(0)
+            reg = store.registration(0)
             info = store.mosaic_info()
         assert reg is not None and info is not None
         truth = PhoneGroundTruth.from_dict(truth_d["phone"])  # type: ignore[arg-type]
         bench = truth_d["benchtop"]
         assert isinstance(bench, dict)
-        geom = PairGeometry.from_dict(reg["extra"]["geometry"])
-        kept = np.asarray(reg["extra"]["elastic"]["check_kept"], bool)
-        rows_c, cols_c = (np.asarray(v) for v in reg["extra"]["elastic"]["check_centres_px"])
+        geom = PairGeometry.from_dict(reg.extra["geometry"])
+        kept = np.asarray(reg.extra["elastic"]["check_kept"], bool)
+        rows_c, cols_c = (np.asarray(v) for v in reg.extra["elastic"]["check_centres_px"])
         rr, cc = np.meshgrid(rows_c, cols_c, indexing="ij")
         # displacement at the block centres, from the stored shift map (registered-phone pixels)
-        sm = reg["shift_map"]
+        sm = reg.shift_map
         i = np.clip(np.round((rr - 0.75) / 2.5).astype(int), 0, sm.shape[1] - 1)
         j = np.clip(np.round((cc - 0.75) / 2.5).astype(int), 0, sm.shape[2] - 1)
         dr, dc = 2.5 * sm[0][i, j], 2.5 * sm[1][i, j]
         pr, pc = project_points(
-            np.linalg.inv(reg["homography"]),
+            np.linalg.inv(reg.homography),
             rr + dr + geom.target_origin_px[0],
             cc + dc + geom.target_origin_px[1],
         )

@@ -13,9 +13,11 @@ from numpy.typing import NDArray
 
 from scopectl.cli import cmd_register
 from scopectl.cli.common import CliState
+from scopectl.cli.main import main
 from scopectl.errors import InputFileError, StoreError, StoreExistsError
-from scopectl.registration.dataset import DatasetParams, build_dataset, open_dataset, patch_positions
-from scopectl.registration.distortion import load_distortion_map, remove_projective_part
+from scopectl.learn.modelio import read_card
+from scopectl.registration.dataset import DatasetParams, build_dataset, patch_positions
+from scopectl.registration.distortion import DistortionMap, load_distortion_map, remove_projective_part
 from scopectl.registration.fov import project_points
 from scopectl.registration.pair import PairGeometry, _phone_map
 from scopectl.registration.synthetic import SyntheticCapture, phone_capture, tissue_rgb
@@ -26,6 +28,7 @@ from scopectl.registration.workflow import (
     register_slide,
 )
 from scopectl.store import CaptureRecord, SlideStore
+from scopectl.store.dataset import open_dataset
 
 BENCH_UM = 0.37
 PHONE_UM = 0.4
@@ -144,21 +147,21 @@ def registered(root: Path) -> Path:
 
 def test_register_records_every_capture_and_fails_garbage_with_a_reason(registered: Path) -> None:
     with SlideStore.open(registered / "slides" / "S1.h5") as store:
-        recs = [store.read_registration(i) for i in range(6)]
+        recs = [store.registration(i) for i in range(6)]
     assert all(r is not None for r in recs)
-    ok = [r for r in recs if r is not None and r["ok"]]
+    ok = [r for r in recs if r is not None and r.ok]
     assert len(ok) == 5
     bad = recs[5]
-    assert bad is not None and not bad["ok"]
-    assert bad["reason"]
-    assert np.isnan(bad["homography"]).all()
+    assert bad is not None and not bad.ok
+    assert bad.reason
+    assert np.isnan(bad.homography).all()
     for r in ok:
-        assert r["pixel_size_um"] == pytest.approx(BENCH_UM * 2.5)
-        assert r["shift_map"] is not None and r["shift_map"].shape[0] == 2
-        assert r["quality"] > 0.8
-        assert r["residual_px"] is not None and r["residual_px"] < 0.5
-        assert r["scale"] == pytest.approx(PHONE_UM / BENCH_UM, rel=0.01)
-        assert len(r["similarity_maps"]) >= 2
+        assert r.pixel_size_um == pytest.approx(BENCH_UM * 2.5)
+        assert r.shift_map is not None and r.shift_map.shape[0] == 2
+        assert r.quality > 0.8
+        assert r.residual_px is not None and r.residual_px < 0.5
+        assert r.scale == pytest.approx(PHONE_UM / BENCH_UM, rel=0.01)
+        assert len(r.similarity_maps) >= 2
     figs = sorted(p.name for p in (registered / "reports" / "S1").glob("*.png"))
     assert "S1-capture-00000-overlay.png" in figs and "S1-capture-00000-field.png" in figs
 
@@ -167,16 +170,16 @@ def test_registered_pairs_match_the_known_mapping(registered: Path, truth: list[
     errs = []
     with SlideStore.open(registered / "slides" / "S1.h5") as store:
         for i, cap in enumerate(truth):
-            reg = store.read_registration(i)
+            reg = store.registration(i)
             assert reg is not None
-            geom = PairGeometry.from_dict(reg["extra"]["geometry"])
-            assert reg["shift_map"].shape[1:] == geom.registered_shape
+            geom = PairGeometry.from_dict(reg.extra["geometry"])
+            assert reg.shift_map.shape[1:] == geom.registered_shape
             rows, cols = geom.registered_centres()
             rr, cc = np.meshgrid(rows, cols, indexing="ij")
-            d = 2.5 * reg["shift_map"]
+            d = 2.5 * reg.shift_map
             # phone pixel the registration samples for each registered pixel, mapped back by the truth
             pr, pc = project_points(
-                np.linalg.inv(reg["homography"]),
+                np.linalg.inv(reg.homography),
                 rr + d[0] + geom.target_origin_px[0],
                 cc + d[1] + geom.target_origin_px[1],
             )
@@ -261,8 +264,8 @@ def test_dataset_build_splits_by_capture_and_records_provenance(
             and not (seen["val"] & seen["test"])
         )
         prov = ds.provenance
-        assert {s["slide_id"] for s in prov["slides"]} == {"S1", "S2"}
-        assert prov["params"]["jpeg_quality"] == 70 and prov["params"]["seed"] == 3
+        assert {s["slide_id"] for s in prov.slides} == {"S1", "S2"}
+        assert prov.params["jpeg_quality"] == 70 and prov.params["seed"] == 3
     with pytest.raises(StoreExistsError):
         build_dataset([registered / "slides" / "S1.h5"], registered / "datasets" / "ds.h5")
 
@@ -321,13 +324,35 @@ def test_dataset_build_refuses_mismatched_pixel_sizes(
         build_dataset([registered / "slides" / "S1.h5", tmp_path / "X.h5"], tmp_path / "d.h5")
 
 
-def test_open_dataset_rejects_other_files(tmp_path: Path) -> None:
-    with pytest.raises(InputFileError, match="no such dataset"):
-        open_dataset(tmp_path / "none.h5")
-    with h5py.File(tmp_path / "x.h5", "w") as h5:
-        h5.attrs["format"] = "something-else"
-    with pytest.raises(InputFileError, match="not a scopectl dataset"):
-        open_dataset(tmp_path / "x.h5")
+def test_dataset_build_output_trains_through_the_cli(
+    registered: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """`scopectl dataset build` writes a file that `scopectl train` reads, with its provenance, unchanged."""
+    root = str(registered)
+    assert (
+        main(["--root", root, "dataset", "build", "--slides", "S1,S2", "--name", "roundtrip", "--json"]) == 0
+    )
+    built = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    train_args = ["--epochs", "1", "--batch-size", "4", "--max-train-patches", "8", "--max-val-patches", "4"]
+    train_args += ["--device", "cpu", "--threads", "1", "--json"]
+    assert main(["--root", root, "train", "--dataset", "roundtrip", "--model", "roundtrip", *train_args]) == 0
+    trained = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert trained["stopped"] == "epochs" and trained["steps"] == 2
+    card = read_card(Path(trained["model_dir"]))
+    assert card.training.dataset == built["path"]
+    assert card.training.train_patches == 8 and card.training.val_patches == 4
+    assert card.ratio == "5/2" and card.input_pixel_size_um == pytest.approx(0.925)
+    prov = card.training.dataset_provenance
+    assert {s["slide_id"] for s in prov["slides"]} == {"S1", "S2"}
+    with open_dataset(built["path"]) as ds:  # the card carries the dataset's provenance unchanged
+        assert prov == ds.provenance.to_dict()
+        assert (card.sample_type, card.input_kind) == (ds.provenance.sample_type, ds.provenance.input_kind)
+    # a newer schema is refused by train with one line naming the file (exit code 3: a store error)
+    with h5py.File(built["path"], "a") as f:
+        f.attrs["schema_version"] = 2
+    assert main(["--root", root, "train", "--dataset", "roundtrip", "--model", "other", *train_args]) == 3
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and f"{built['path']}: dataset schema_version 2 is newer" in err[0]
 
 
 def test_mean_shift_map_recovers_the_stationary_distortion(
@@ -354,6 +379,27 @@ def test_mean_shift_map_recovers_the_stationary_distortion(
     assert np.array_equal(back.values, dmap.values)
     corrected = back.apply(truth[0].rgb)
     assert corrected.shape == truth[0].rgb.shape
+
+
+def test_distortion_map_files_are_opened_safely(tmp_path: Path) -> None:
+    dmap = DistortionMap(
+        np.zeros((2, 3, 4), np.float32), np.ones((3, 4), np.int32), 16, (40, 60), {"captures": []}
+    )
+    path = dmap.save(tmp_path / "map.h5")
+    with pytest.raises(InputFileError, match="map.h5: already exists"):
+        dmap.save(path)
+    assert load_distortion_map(dmap.save(path, force=True)).phone_shape == (40, 60)
+    with pytest.raises(InputFileError, match="none.h5: no such distortion map"):
+        load_distortion_map(tmp_path / "none.h5")
+    with h5py.File(path, "a") as h5:
+        h5.attrs["schema_version"] = 2
+    with pytest.raises(InputFileError, match="schema_version 2 is newer"):
+        load_distortion_map(path)
+    with h5py.File(path, "a") as h5:
+        h5.attrs["schema_version"] = 1
+        h5["link"] = h5py.ExternalLink("/etc/passwd", "/")
+    with pytest.raises(InputFileError, match="map.h5: refused: /link: an external link"):
+        load_distortion_map(path)
 
 
 def test_cli_mean_map_then_fixed_correction(registered: Path, capsys: pytest.CaptureFixture[str]) -> None:
@@ -390,17 +436,17 @@ def test_cli_mean_map_then_fixed_correction(registered: Path, capsys: pytest.Cap
         rows = res2["captures"]
         assert isinstance(rows, list) and rows[0]["ok"]
         with SlideStore.open(registered / "slides" / "S2.h5") as s2:
-            reg = s2.read_registration(2)
-            assert reg is not None and reg["shift_map"] is None
-            assert (reg["extra"]["correction"] is not None) == bool(extra)
+            reg = s2.registration(2)
+            assert reg is not None and reg.shift_map is None
+            assert (reg.extra["correction"] is not None) == bool(extra)
             pair = load_pair(s2, 2)
         assert pair.registered.shape[0] * 2.5 == pair.target.shape[0]
         geom = pair.geometry
         rows_c, cols_c = geom.registered_centres()
         rr, cc = np.meshgrid(rows_c, cols_c, indexing="ij")
-        corr = _correction_from_extra(reg["extra"])
+        corr = _correction_from_extra(reg.extra)
         zero = np.zeros(rr.shape)
-        pr, pc = _phone_map(np.asarray(reg["homography"]), geom, rr, cc, zero, zero, corr)
+        pr, pc = _phone_map(np.asarray(reg.homography), geom, rr, cc, zero, zero, corr)
         tr, tc = caps[2].phone_to_mosaic(pr.astype(np.float64), pc.astype(np.float64))
         e = np.hypot(tr - rr - geom.target_origin_px[0], tc - cc - geom.target_origin_px[1])
         errors.append(float(np.sqrt(np.mean(e[8:-8, 8:-8] ** 2))))

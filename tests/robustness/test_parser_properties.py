@@ -209,8 +209,8 @@ def test_slide_reader_accepts_or_refuses_edited_stores(tmp_path: Path) -> None:
             with SlideStore.open(path) as store:
                 store.info()
                 report = store.verify(deep=True)
-                for meta in store.captures_meta():
-                    rgb, _ = store.read_capture(meta["index"])
+                for meta in store.captures():
+                    rgb, _ = store.read_capture(meta.index)
                     assert rgb.dtype == np.uint8 and rgb.ndim == 3 and rgb.shape[2] == 3
                 mi = store.mosaic_info()
                 if mi is not None:

@@ -76,7 +76,7 @@ def test_import_then_verify_real_files(
         assert store.read_capture_raw(0, "jpeg") == files["jpg"].read_bytes()
         assert store.read_capture_raw(2, "dng") == files["dng"].read_bytes()
         rgb, meta = store.read_capture(2)
-        assert rgb.shape == (96, 128, 3) and meta["settings"]["cfa_pattern"] == "RGGB"
+        assert rgb.shape == (96, 128, 3) and meta.settings["cfa_pattern"] == "RGGB"
         np.testing.assert_array_equal(store.read_capture(1)[0], cv2.imread(str(files["png"]))[:, :, ::-1])
         assert store.mosaic().shape == (400, 500, 3)
         assert not store.simulated

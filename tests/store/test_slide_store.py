@@ -20,6 +20,7 @@ from scopectl.store import (
     FORMAT,
     SCHEMA_VERSION,
     CaptureRecord,
+    ProvenanceEvent,
     RegistrationRecord,
     SlideStore,
     TileRecord,
@@ -105,20 +106,26 @@ def test_round_trip_of_tiles_captures_mosaic_and_registration(tmp_path: Path) ->
     with SlideStore.open(path) as store:
         rgb, meta = store.read_tile(0)
         np.testing.assert_array_equal(rgb, tile.rgb)
-        assert meta["stage_z_um"] == -1.5 and meta["extra"] == {"note": "t"}
+        assert meta.stage_z_um == -1.5 and meta.extra == {"note": "t"} and meta.shape == tile.rgb.shape
         crgb, cmeta = store.read_capture(0)
         np.testing.assert_array_equal(crgb, cap.rgb)
-        assert cmeta["settings"]["white_balance"] == "cloudy"
-        assert cmeta["battery_mv"] == 4012.0
+        assert cmeta.settings["white_balance"] == "cloudy"
+        assert cmeta.battery_mv == 4012.0 and cmeta.raw == {"dng": 1000, "jpeg": 300}
+        assert store.captures() == [cmeta]
         assert store.read_capture_raw(0, "dng") == cap.dng
         assert store.read_capture_raw(0, "source") is None
         np.testing.assert_array_equal(store.mosaic()[100:200, 50:60], mosaic[100:200, 50:60])
         info = store.mosaic_info()
         assert info is not None and (info.rows, info.cols, info.origin_x_um) == (700, 600, -5.0)
-        reg = store.read_registration(0)
-        assert reg is not None and reg["inliers"] == 120 and len(reg["similarity_maps"]) == 2
-        np.testing.assert_array_equal(reg["shift_map"], shift)
-        assert [e["event"] for e in store.provenance()][:1] == ["created"]
+        reg = store.registration(0)
+        assert isinstance(reg, RegistrationRecord) and reg.inliers == 120 and len(reg.similarity_maps) == 2
+        np.testing.assert_array_equal(reg.shift_map, shift)
+        assert store.registration(1) is None
+        view = store.read_registration(0)  # the string-indexed view kept for callers not yet moved
+        assert view is not None and view["capture_index"] == 0 and view["inliers"] == reg.inliers
+        events = store.provenance()
+        assert [e.event for e in events][:1] == ["created"]
+        assert all(isinstance(e, ProvenanceEvent) and e.to_dict()["event"] == e.event for e in events)
         assert store.verify()["ok"]
 
 

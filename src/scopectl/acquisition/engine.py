@@ -22,8 +22,9 @@ import numpy as np
 from scopectl.acquisition.plan import AcquisitionPlan, FieldPos
 from scopectl.acquisition.protocol import AcquisitionProtocol
 from scopectl.errors import DeviceError, InputFileError, ScopectlError, StoreError
+from scopectl.hardware.phone import CaptureFiles
 from scopectl.imageio import decode_dng, decode_jpeg
-from scopectl.store import CaptureRecord, SlideStore, TileRecord
+from scopectl.store import CaptureMeta, CaptureRecord, SlideStore, TileRecord
 
 __all__ = ["AcquisitionEngine", "CaptureChecks", "Operator", "evaluate_capture"]
 
@@ -200,7 +201,7 @@ class AcquisitionEngine:
         scan_plan = bench.plan_scan(
             region, overlap=scan.overlap, focus="map" if b.autofocus.method == "software" else "fixed"
         )
-        done = {(int(m["row"]), int(m["col"])) for m in self.store.tiles_meta()}
+        done = {(m.row, m.col) for m in self.store.tiles_meta()}
         total = len(scan_plan.tiles)
 
         plane_json = self.store.h5.attrs.get("focus_plane_json")
@@ -245,16 +246,16 @@ class AcquisitionEngine:
         }
 
     # ------------------------------------------------------------------ phone
-    def _latest_per_field(self) -> dict[int, dict[str, Any]]:
+    def _latest_per_field(self) -> dict[int, CaptureMeta]:
         """The newest capture of each field (a recapture supersedes earlier ones)."""
-        return {m["field_index"]: m for m in self.store.captures_meta()}
+        return {m.field_index: m for m in self.store.captures()}
 
     def _fields_to_do(self) -> list[FieldPos]:
         latest = self._latest_per_field()
         todo = []
         for f in self.plan.fields:
             last = latest.get(f.index)
-            if last is None or (self.recapture_flagged and last["extra"].get("flags")):
+            if last is None or (self.recapture_flagged and last.flags):
                 todo.append(f)
         return todo
 
@@ -267,41 +268,12 @@ class AcquisitionEngine:
         stage_xy = self.rig.phone_stage.move_to(f.x_um, f.y_um, label=label)
         state = self.rig.led.set_all(tuple(led_spec.color_rgb), brightness=led_spec.brightness)
         self.sleep(led_spec.settle_ms / 1000.0)
-        mv = float(self.rig.led.battery_mv())
-        while mv < p.checks.min_battery_mv:
-            self.operator.pause(
-                f"LED battery at {mv:.0f} mV, below the protocol's {p.checks.min_battery_mv:.0f} mV: "
-                "charge or swap the battery"
-            )
-            mv = float(self.rig.led.battery_mv())
-        self.battery.append(mv)
+        mv = self._battery_ok()
         t_shutter = time.monotonic()
-        files = None
-        last_error: ScopectlError | None = None
-        for attempt in range(p.checks.max_retries + 1):
-            try:
-                files = self.rig.phone.capture(workdir, delete_after=True)
-                break
-            except DeviceError as exc:
-                last_error = exc
-                self.retries += 1
-                self.operator.notice(f"{label}: capture attempt {attempt + 1} failed: {exc.one_line()}")
-        if files is None:
-            assert last_error is not None
-            raise last_error
+        files = self._capture_with_retries(workdir, label=label)
         dng = files.dng.read_bytes() if files.dng is not None else None
         jpeg = files.jpeg.read_bytes() if files.jpeg is not None else None
-        settings = dict(files.settings)
-        if dng is not None:
-            rgb, raw_settings = decode_dng(dng, source=f"{self.rig.phone.address}:{files.dng_remote}")
-            settings.update({f"raw_{k}": v for k, v in raw_settings.items()})
-        elif jpeg is not None:
-            try:
-                rgb = decode_jpeg(jpeg, source=f"{self.rig.phone.address}:{files.jpeg_remote}")
-            except InputFileError as exc:
-                raise DeviceError(f"phone {exc.message}", hint="Take the capture again.") from None
-        else:
-            raise DeviceError(f"phone {self.rig.phone.address}: the capture produced neither DNG nor JPEG.")
+        rgb, settings = self._decode(files, dng=dng, jpeg=jpeg)
         checks = evaluate_capture(
             rgb, protocol=p, planned_xy_um=(f.x_um, f.y_um), locator=self.locator, store=self.store
         )
@@ -340,6 +312,50 @@ class AcquisitionEngine:
             self.operator.notice(f"{label}: flagged: {'; '.join(checks.flags)}")
         return index
 
+    def _battery_ok(self) -> float:
+        """The LED battery's voltage, once it is above the protocol's minimum (the operator is asked to
+        charge or swap it until then)."""
+        minimum = self.protocol.checks.min_battery_mv
+        mv = float(self.rig.led.battery_mv())
+        while mv < minimum:
+            self.operator.pause(
+                f"LED battery at {mv:.0f} mV, below the protocol's {minimum:.0f} mV: charge or swap the battery"
+            )
+            mv = float(self.rig.led.battery_mv())
+        self.battery.append(mv)
+        return mv
+
+    def _capture_with_retries(self, workdir: Path, *, label: str) -> CaptureFiles:
+        """One phone capture, retried up to the protocol's ``max_retries`` on device errors."""
+        last_error: ScopectlError | None = None
+        for attempt in range(self.protocol.checks.max_retries + 1):
+            try:
+                files: CaptureFiles = self.rig.phone.capture(workdir, delete_after=True)
+                return files
+            except DeviceError as exc:
+                last_error = exc
+                self.retries += 1
+                self.operator.notice(f"{label}: capture attempt {attempt + 1} failed: {exc.one_line()}")
+        assert last_error is not None
+        raise last_error
+
+    def _decode(
+        self, files: CaptureFiles, *, dng: bytes | None, jpeg: bytes | None
+    ) -> tuple[np.ndarray, dict[str, Any]]:
+        """The capture's pixels (from the DNG when there is one) and its settings (with the raw decoder's)."""
+        settings = dict(files.settings)
+        if dng is not None:
+            rgb, raw_settings = decode_dng(dng, source=f"{self.rig.phone.address}:{files.dng_remote}")
+            settings.update({f"raw_{k}": v for k, v in raw_settings.items()})
+        elif jpeg is not None:
+            try:
+                rgb = decode_jpeg(jpeg, source=f"{self.rig.phone.address}:{files.jpeg_remote}")
+            except InputFileError as exc:
+                raise DeviceError(f"phone {exc.message}", hint="Take the capture again.") from None
+        else:
+            raise DeviceError(f"phone {self.rig.phone.address}: the capture produced neither DNG nor JPEG.")
+        return rgb, settings
+
     def run_phone(self) -> None:
         todo = self._fields_to_do()
         self.progress.start("captures", len(self.plan.fields), len(self.plan.fields) - len(todo))
@@ -365,10 +381,10 @@ class AcquisitionEngine:
         return self.summary(bench, time.monotonic() - t0)
 
     def summary(self, bench: dict[str, Any], elapsed_s: float) -> dict[str, Any]:
-        metas = self.store.captures_meta()
+        metas = self.store.captures()
         latest = self._latest_per_field()
-        flagged = {i: m["extra"].get("flags", []) for i, m in latest.items() if m["extra"].get("flags")}
-        all_mv = [m["battery_mv"] for m in metas if m["battery_mv"] is not None]
+        flagged = {i: m.extra.get("flags", []) for i, m in latest.items() if m.extra.get("flags")}
+        all_mv = [m.battery_mv for m in metas if m.battery_mv is not None]
         verify = self.store.verify()
         mi = self.store.mosaic_info()
 
@@ -386,7 +402,7 @@ class AcquisitionEngine:
             "captures": len(metas),
             "fields_captured": len(latest),
             "flagged_fields": {str(k): v for k, v in sorted(flagged.items())},
-            "located_fields": sum(1 for m in latest.values() if m["extra"].get("checks", {}).get("located")),
+            "located_fields": sum(1 for m in latest.values() if m.extra.get("checks", {}).get("located")),
             "capture_retries": self.retries,
             "time_per_tile_s": med(self.timings["tile_s"]),
             "time_per_capture_s": med(self.timings["capture_s"]),

@@ -31,6 +31,7 @@ comment ``{"ome": {"version": "0.5"}}``) is written to a temporary file and rena
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import shutil
@@ -47,7 +48,7 @@ import numpy as np
 from scopectl import __version__
 from scopectl.errors import ConfigError, OutputError, StoreError
 from scopectl.interop import require
-from scopectl.store import SlideStore
+from scopectl.store import CaptureMeta, MosaicInfo, SlideStore
 from scopectl.writers import OmeImage, ome_xml, pyramid_levels
 
 __all__ = [
@@ -266,117 +267,24 @@ def export_slide(
             root.attrs.put(
                 {
                     "ome": {"version": NGFF_VERSION, "bioformats2raw.layout": 3},
-                    "scopectl": _jsonable(
-                        {
-                            "format": EXPORT_FORMAT,
-                            "schema_version": SCHEMA_VERSION,
-                            "exported_by": f"scopectl {__version__}",
-                            "exported": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
-                            "source_store": store_path.name,
-                            "info": {
-                                k: v for k, v in store.info().items() if k not in ("path", "being_written_by")
-                            },
-                            "completeness": completeness,
-                            "protocol": store.protocol(),
-                            "plan": store.plan(),
-                            "provenance": store.provenance(),
-                        }
-                    ),
+                    "scopectl": _export_attrs(store, store_path, completeness),
                 }
             )
-            ome_images: list[OmeImage] = []
-            origin_yx = (mosaic_info.origin_y_um, mosaic_info.origin_x_um)
-            mosaic = np.asarray(store.mosaic()[()])
-            mosaic_attrs = _jsonable(
-                {
-                    "kind": "mosaic",
-                    "pixel_size_um": mosaic_info.pixel_size_um,
-                    "origin_x_um": mosaic_info.origin_x_um,
-                    "origin_y_um": mosaic_info.origin_y_um,
-                    "method": json.loads(str(store.mosaic().attrs.get("method_json", "{}"))),
-                    "completeness": completeness,
-                }
-            )
-            written += _write_image(
-                root.create_group("0"),
-                mosaic,
-                name="mosaic",
-                pixel_size_um=mosaic_info.pixel_size_um,
-                origin_yx_um=origin_yx,
-                attributes=mosaic_attrs,
-            )
-            del mosaic
-            names.append("mosaic")
-            ome_images.append(
-                OmeImage(
-                    name="mosaic",
-                    rows=mosaic_info.rows,
-                    cols=mosaic_info.cols,
-                    pixel_size_um=mosaic_info.pixel_size_um,
-                    annotations={
-                        "kind": "mosaic",
-                        "slide_id": slide_id,
-                        "complete": str(completeness["complete"]),
-                    },
-                    interleaved=False,
-                    tiff_ifd=None,
-                )
-            )
+            n_bytes, image = _write_mosaic(root.create_group("0"), store, mosaic_info, completeness)
+            written += n_bytes
+            names.append(image.name)
+            ome_images: list[OmeImage] = [image]
             if on_image is not None:
                 on_image("mosaic")
-            for series, meta in enumerate(store.captures_meta(), start=1):
-                index = int(meta["index"])
-                rgb, _ = store.read_capture(index)
-                reg = store.read_registration(index)
-                reg_attrs: dict[str, Any] | None = None
-                group = root.create_group(str(series))
-                if reg is not None:
-                    reg_attrs = {k: v for k, v in reg.items() if k not in ("shift_map", "similarity_maps")}
-                    if reg["ok"]:
-                        reg_attrs["affine_um"] = capture_affine_um(
-                            reg["homography"],
-                            mosaic_pixel_size_um=mosaic_info.pixel_size_um,
-                            origin_yx_um=origin_yx,
-                        ).tolist()
-                    if reg["shift_map"] is not None:
-                        sm = np.asarray(reg["shift_map"], np.float32)
-                        zarr.create_array(
-                            store=group.store,
-                            name=f"{group.path}/registration_shift_map",
-                            data=sm,
-                            chunks=sm.shape,
-                            zarr_format=3,
-                        )
-                        reg_attrs["shift_map"] = "registration_shift_map"
-                name = f"capture-{index:05d}"
-                written += _write_image(
-                    group,
-                    rgb,
-                    name=name,
-                    pixel_size_um=float(meta["pixel_size_um"]),
-                    origin_yx_um=(0.0, 0.0),
-                    attributes=_jsonable({"kind": "capture", "capture": meta, "registration": reg_attrs}),
+            for series, meta in enumerate(store.captures(), start=1):
+                n_bytes, image = _write_capture(
+                    zarr, root.create_group(str(series)), store, meta, mosaic_info
                 )
-                names.append(name)
-                ome_images.append(
-                    OmeImage(
-                        name=name,
-                        rows=int(rgb.shape[0]),
-                        cols=int(rgb.shape[1]),
-                        pixel_size_um=float(meta["pixel_size_um"]),
-                        annotations={
-                            "kind": "capture",
-                            "capture_index": str(index),
-                            "field_index": str(meta["field_index"]),
-                            "source_name": str(meta["source_name"]),
-                            "registered": "none" if reg is None else ("ok" if reg["ok"] else "failed"),
-                        },
-                        interleaved=False,
-                        tiff_ifd=None,
-                    )
-                )
+                written += n_bytes
+                names.append(image.name)
+                ome_images.append(image)
                 if on_image is not None:
-                    on_image(name)
+                    on_image(image.name)
             ome = root.create_group("OME")
             ome.attrs.put({"ome": {"version": NGFF_VERSION, "series": [str(i) for i in range(len(names))]}})
             (tmp / "OME" / "METADATA.ome.xml").write_text(ome_xml(ome_images), encoding="utf-8")
@@ -400,6 +308,120 @@ def export_slide(
         pixel_bytes=written,
         seconds=time.perf_counter() - t0,
         completeness=completeness,
+    )
+
+
+def _export_attrs(store: SlideStore, store_path: Path, completeness: dict[str, Any]) -> Any:
+    """The export's ``scopectl`` attributes: format, versions, the slide's summary, plan and provenance."""
+    return _jsonable(
+        {
+            "format": EXPORT_FORMAT,
+            "schema_version": SCHEMA_VERSION,
+            "exported_by": f"scopectl {__version__}",
+            "exported": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+            "source_store": store_path.name,
+            "info": {k: v for k, v in store.info().items() if k not in ("path", "being_written_by")},
+            "completeness": completeness,
+            "protocol": store.protocol(),
+            "plan": store.plan(),
+            "provenance": [e.to_dict() for e in store.provenance()],
+        }
+    )
+
+
+def _write_mosaic(
+    group: Any, store: SlideStore, mosaic_info: MosaicInfo, completeness: dict[str, Any]
+) -> tuple[int, OmeImage]:
+    """Write the benchtop mosaic as series 0; returns the pixel bytes written and its OME image."""
+    mosaic = np.asarray(store.mosaic()[()])
+    mosaic_attrs = _jsonable(
+        {
+            "kind": "mosaic",
+            "pixel_size_um": mosaic_info.pixel_size_um,
+            "origin_x_um": mosaic_info.origin_x_um,
+            "origin_y_um": mosaic_info.origin_y_um,
+            "method": json.loads(str(store.mosaic().attrs.get("method_json", "{}"))),
+            "completeness": completeness,
+        }
+    )
+    written = _write_image(
+        group,
+        mosaic,
+        name="mosaic",
+        pixel_size_um=mosaic_info.pixel_size_um,
+        origin_yx_um=(mosaic_info.origin_y_um, mosaic_info.origin_x_um),
+        attributes=mosaic_attrs,
+    )
+    return written, OmeImage(
+        name="mosaic",
+        rows=mosaic_info.rows,
+        cols=mosaic_info.cols,
+        pixel_size_um=mosaic_info.pixel_size_um,
+        annotations={"kind": "mosaic", "slide_id": store.slide_id, "complete": str(completeness["complete"])},
+        interleaved=False,
+        tiff_ifd=None,
+    )
+
+
+def _write_capture(
+    zarr: Any, group: Any, store: SlideStore, meta: CaptureMeta, mosaic_info: MosaicInfo
+) -> tuple[int, OmeImage]:
+    """Write one phone capture (with its registration's attributes, affine and shift map) into ``group``;
+    returns the pixel bytes written and its OME image."""
+    index = meta.index
+    rgb, _ = store.read_capture(index)
+    reg = store.registration(index)
+    reg_attrs: dict[str, Any] | None = None
+    if reg is not None:
+        reg_attrs = {
+            "capture_index": index,
+            **{
+                f.name: getattr(reg, f.name)
+                for f in dataclasses.fields(reg)
+                if f.name not in ("shift_map", "similarity_maps")
+            },
+        }
+        if reg.ok:
+            reg_attrs["affine_um"] = capture_affine_um(
+                reg.homography,
+                mosaic_pixel_size_um=mosaic_info.pixel_size_um,
+                origin_yx_um=(mosaic_info.origin_y_um, mosaic_info.origin_x_um),
+            ).tolist()
+        if reg.shift_map is not None:
+            sm = np.asarray(reg.shift_map, np.float32)
+            zarr.create_array(
+                store=group.store,
+                name=f"{group.path}/registration_shift_map",
+                data=sm,
+                chunks=sm.shape,
+                zarr_format=3,
+            )
+            reg_attrs["shift_map"] = "registration_shift_map"
+    name = f"capture-{index:05d}"
+    written = _write_image(
+        group,
+        rgb,
+        name=name,
+        pixel_size_um=meta.pixel_size_um,
+        origin_yx_um=(0.0, 0.0),
+        attributes=_jsonable(
+            {"kind": "capture", "capture": dataclasses.asdict(meta), "registration": reg_attrs}
+        ),
+    )
+    return written, OmeImage(
+        name=name,
+        rows=int(rgb.shape[0]),
+        cols=int(rgb.shape[1]),
+        pixel_size_um=meta.pixel_size_um,
+        annotations={
+            "kind": "capture",
+            "capture_index": str(index),
+            "field_index": str(meta.field_index),
+            "source_name": meta.source_name,
+            "registered": "none" if reg is None else ("ok" if reg.ok else "failed"),
+        },
+        interleaved=False,
+        tiff_ifd=None,
     )
 
 

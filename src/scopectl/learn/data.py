@@ -1,11 +1,8 @@
-"""Training data: the patch datasets written by :mod:`scopectl.registration.dataset`, held in memory.
+"""Training data: the patch datasets of :mod:`scopectl.store.dataset`, held in memory.
 
-Format (``<root>/datasets/<name>.h5``, see the interfaces)::
-
-    train/  val/  test/        groups, each with
-        inputs   (N, h, w, 3)   uint8   registered phone patches (60×60 in the paper)
-        targets  (N, H, W, 3)   uint8   benchtop patches (150×150), H = ⌈h·p/q⌉
-    attrs: input_pixel_size_um, target_pixel_size_um, ratio ("5/2"), provenance or provenance_json (JSON)
+The file format (``<root>/datasets/<name>.h5``: ``train/ val/ test/`` with ``inputs`` (N, h, w, 3) and
+``targets`` (N, H, W, 3) uint8, H = ⌈h·p/q⌉) is owned by :mod:`scopectl.store.dataset`; this module reads
+it through :func:`~scopectl.store.dataset.open_dataset`, which checks ``format`` and ``schema_version``.
 
 Patches are loaded into memory once (uint8, 78 kB per 60/150 pair: the paper's 129,472 lung patches take
 10 GB) so that a training step does no per-step Python image work: a batch is one gather of a random
@@ -16,7 +13,6 @@ in pinned host memory otherwise (:class:`BatchSource`).
 from __future__ import annotations
 
 import hashlib
-import json
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -26,10 +22,10 @@ import torch
 
 from scopectl.errors import InputFileError
 from scopectl.learn.network import parse_ratio
+from scopectl.store.dataset import SPLITS, DatasetProvenance, SplitArrays, open_dataset
 
 __all__ = ["BatchSource", "PatchDataset", "PatchSplit", "dataset_fingerprint", "read_dataset"]
 
-SPLITS = ("train", "val", "test")
 #: Read this many patches per HDF5 read while loading.
 _READ_BLOCK = 4096
 
@@ -54,27 +50,19 @@ class PatchDataset:
     ratio: tuple[int, int]
     input_pixel_size_um: float
     target_pixel_size_um: float
-    provenance: dict[str, Any]
+    provenance: DatasetProvenance
     splits: dict[str, PatchSplit] = field(default_factory=dict)
     sha256: str = ""
 
     @property
     def sample_type(self) -> str:
         """The sample type named in the provenance (``lung``, ``pap``, ``blood``) or ``unknown``."""
-        for key in ("sample_type", "sample"):
-            value = self.provenance.get(key)
-            if isinstance(value, str) and value:
-                return value
-        return "unknown"
+        return self.provenance.sample_type
 
     @property
     def input_kind(self) -> str:
-        """What the phone inputs were decoded from (``dng``, ``jpeg``, ...) if the provenance says."""
-        for key in ("input_kind", "input_format", "source_kind", "phone_source"):
-            value = self.provenance.get(key)
-            if isinstance(value, str) and value:
-                return value
-        return "unknown"
+        """What the phone inputs were decoded from (``dng``, ``jpeg``, ...) or ``unknown``."""
+        return self.provenance.input_kind
 
 
 def dataset_fingerprint(path: Path) -> str:
@@ -87,25 +75,6 @@ def dataset_fingerprint(path: Path) -> str:
             fh.seek(max(0, stat.st_size - (1 << 20)))
             h.update(fh.read(1 << 20))
     return h.hexdigest()
-
-
-def _attr(f: Any, name: str, path: Path) -> Any:
-    if name in f.attrs:
-        return f.attrs[name]
-    for split in SPLITS:
-        if split in f and name in f[split].attrs:
-            return f[split].attrs[name]
-    raise InputFileError(
-        f"{path}: dataset attribute {name!r} is missing.", hint="Rebuild it with scopectl dataset."
-    )
-
-
-def _as_str(value: Any) -> str:
-    if isinstance(value, bytes):
-        return value.decode("utf-8", "replace")
-    if isinstance(value, np.ndarray) and value.shape == ():
-        return _as_str(value.item())
-    return str(value)
 
 
 def read_dataset(
@@ -131,58 +100,45 @@ def read_dataset(
     Raises
     ------
     InputFileError
-        If the file is missing or not HDF5, a split is missing or empty, arrays have the wrong
-        dtype/shape, or the target size does not match the ratio.
+        If the file is missing, a split is empty, arrays have the wrong dtype/shape, or the target
+        size does not match the ratio.
+    StoreError
+        If the file is not a scopectl dataset, has a newer ``schema_version``, or is damaged
+        (:func:`scopectl.store.dataset.open_dataset`).
     """
-    import h5py
-
     path = Path(path)
-    if not path.is_file():
-        raise InputFileError(
-            f"{path}: dataset not found.", hint="Build one with scopectl dataset, or check the name."
-        )
-    try:
-        f = h5py.File(path, "r")
-    except OSError as exc:
-        raise InputFileError(f"{path}: not a readable HDF5 dataset ({exc}).") from None
-    with f:
+    with open_dataset(path) as f:
         try:
-            ratio = parse_ratio(_as_str(_attr(f, "ratio", path)))
+            ratio = parse_ratio(f.ratio)
         except ValueError as exc:
             raise InputFileError(f"{path}: bad ratio attribute ({exc}).") from None
-        in_um = float(_attr(f, "input_pixel_size_um", path))
-        out_um = float(_attr(f, "target_pixel_size_um", path))
+        in_um, out_um = f.input_pixel_size_um, f.target_pixel_size_um
         if not (0 < in_um < 100 and 0 < out_um < 100):
             raise InputFileError(f"{path}: implausible pixel sizes ({in_um} µm, {out_um} µm).")
-        provenance: dict[str, Any] = {}
-        raw_prov = f.attrs.get("provenance", f.attrs.get("provenance_json"))
-        if raw_prov is not None:
-            try:
-                parsed = json.loads(_as_str(raw_prov))
-            except json.JSONDecodeError:
-                raise InputFileError(f"{path}: the provenance attribute is not valid JSON.") from None
-            if isinstance(parsed, dict):
-                provenance = parsed
         ds = PatchDataset(
             path=path,
             name=path.stem,
             ratio=ratio,
             input_pixel_size_um=in_um,
             target_pixel_size_um=out_um,
-            provenance=provenance,
+            provenance=f.provenance,
             sha256=dataset_fingerprint(path),
         )
         for split in splits:
-            ds.splits[split] = _read_split(f, split, path, ratio=ratio, max_patches=max_patches, seed=seed)
+            name = next((s for s in SPLITS if s == split), None)
+            if name is None:
+                raise InputFileError(f"{path}: no split {split!r}; splits are {', '.join(SPLITS)}.")
+            ds.splits[split] = _read_split(
+                f.split(name), path, ratio=ratio, max_patches=max_patches, seed=seed
+            )
     return ds
 
 
 def _read_split(
-    f: Any, split: str, path: Path, *, ratio: tuple[int, int], max_patches: int | None, seed: int
+    arrays: SplitArrays, path: Path, *, ratio: tuple[int, int], max_patches: int | None, seed: int
 ) -> PatchSplit:
-    if split not in f or "inputs" not in f[split] or "targets" not in f[split]:
-        raise InputFileError(f"{path}: split {split!r} (with inputs and targets) is missing.")
-    inputs, targets = f[split]["inputs"], f[split]["targets"]
+    split = arrays.name
+    inputs, targets = arrays.inputs, arrays.targets
     n = int(inputs.shape[0])
     if n == 0:
         raise InputFileError(

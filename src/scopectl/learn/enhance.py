@@ -291,10 +291,10 @@ class StoreCaptureSource:
             rgb, meta = store.read_capture(self.index)
         from scopectl.imageio import plausible_pixel_size_um
 
-        px = meta.get("pixel_size_um")
+        px = meta.pixel_size_um
         return LoadedImage(
             rgb=np.ascontiguousarray(rgb, dtype=np.uint8),
-            pixel_size_um=float(px) if isinstance(px, float) and plausible_pixel_size_um(px) else None,
+            pixel_size_um=px if plausible_pixel_size_um(px) else None,
             description=f"{self.store_path} capture {self.index}",
         )
 
@@ -565,8 +565,7 @@ def _store_captures(path: Path) -> list[int]:
     from scopectl.store import SlideStore
 
     with SlideStore.open(path, mode="r") as store:
-        metas = store.captures_meta()
-    return [int(meta.get("index", pos)) for pos, meta in enumerate(metas)]
+        return [meta.index for meta in store.captures()]
 
 
 def throughput_mpx_per_s(outcomes: Sequence[EnhanceOutcome]) -> float:

@@ -308,6 +308,35 @@ def train(
             torch.distributed.destroy_process_group()
 
 
+@dataclass
+class _Loop:
+    """Bookkeeping of one run of the training loop (clocks, throughput, the loss not yet read back); unlike
+    :class:`_State` it is not checkpointed."""
+
+    elapsed_at_start: float
+    loss_acc: torch.Tensor
+    run_start: float = field(default_factory=time.monotonic)
+    last_eval: float = field(default_factory=time.monotonic)
+    last_ckpt: float = field(default_factory=time.monotonic)
+    rate_t0: float = field(default_factory=time.monotonic)
+    rate_patches: int = 0
+    patches_per_s: float = 0.0
+    acc_count: int = 0
+
+    @property
+    def sync_every(self) -> int:
+        """Steps between reads of the loss: every step on the CPU, every 25 on a GPU (a read is a sync)."""
+        return 1 if self.loss_acc.device.type == "cpu" else 25
+
+    def elapsed(self) -> float:
+        """Training seconds of the whole run, earlier runs of a resumed model included."""
+        return self.elapsed_at_start + (time.monotonic() - self.run_start)
+
+    def restart_clocks(self) -> None:
+        """Start the validation, checkpoint and throughput intervals now."""
+        self.last_eval = self.last_ckpt = self.rate_t0 = time.monotonic()
+
+
 class _Trainer:
     def __init__(
         self,
@@ -333,7 +362,11 @@ class _Trainer:
         self.augment = config.resolved_augment()
         self.epochs = config.resolved_epochs()
         self.time_limit_s = config.minutes * 60.0 if config.minutes is not None else None
+        # set by run() once the data are loaded
         self.steps_per_epoch = 1
+        self.steps_total: int | None = None
+        self.batch = 1
+        self.report: Callable[[TrainProgress], None] | None = None
 
     # ------------------------------------------------------------------------------------------ setup
     def _prepare_dir(self) -> bool:
@@ -385,9 +418,77 @@ class _Trainer:
         data = self._load_data()
         self.data = data
         train_split, val_split = data.splits["train"], data.splits["val"]
+        state = self._build_model(data.ratio, resume=resume)
+        train_src = BatchSource(train_split, device=self.device, channels_last=cfg.channels_last)
+        val_src = BatchSource(val_split, device=self.device, channels_last=cfg.channels_last)
+        n_train = len(train_split)
+        self.batch = min(self.batch_size, max(1, n_train // self.dist.world))
+        self.steps_per_epoch = max(1, (n_train // self.dist.world) // self.batch)
+        self.steps_total = self.epochs * self.steps_per_epoch if self.epochs is not None else None
+        # validate every `val_every` epochs: a validation pass (forward only, ~1/3 of a training step per
+        # patch) then costs about VAL_TIME_FRACTION of the training in between
+        val_every = max(1, math.ceil(len(val_split) / (3.0 * VAL_TIME_FRACTION * max(1, n_train))))
+        self.report = on_progress if (on_progress is not None and self.dist.main) else None
+        loop = _Loop(elapsed_at_start=state.elapsed_s, loss_acc=torch.zeros((), device=self.device))
+        self._tell(
+            "start",
+            state,
+            elapsed_s=state.elapsed_s,
+            message=(
+                f"{'resuming' if resume else 'training'} ({cfg.recipe} recipe) on {self.device} "
+                f"({self.precision}), {n_train} train / {len(val_split)} val patches, batch "
+                f"{self.batch}×{self.dist.world}, lr {self.lr:.3g}"
+                + (", colour/gain/flip augmentation" if self.augment else "")
+            ),
+        )
+        loop.restart_clocks()
+        stopped = ""
+        self.net.train()
+        try:
+            while not stopped:
+                if self.epochs is not None and state.epoch >= self.epochs:
+                    stopped = "epochs"
+                    break
+                stopped = self._epoch_steps(state, loop, train_src, val_src, n_train=n_train)
+                if not stopped:
+                    stopped = self._end_epoch(state, loop, val_src, val_every=val_every)
+            # A run that stopped mid-epoch validates where it stopped, unless nothing happened since.
+            state.elapsed_s = loop.elapsed()
+            pos = state.epoch + state.step_in_epoch / self.steps_per_epoch
+            if not state.history["epoch"] or state.history["epoch"][-1] < pos - 1e-9:
+                self._evaluate(state, val_src, self.steps_per_epoch, self.report, loop.elapsed())
+            self._save_checkpoint(state)
+        except KeyboardInterrupt:
+            state.elapsed_s = loop.elapsed()
+            self._save_checkpoint(state)
+            raise
+        card = self._final_card(state, self.batch, stopped)
+        self._tell(
+            "end",
+            state,
+            elapsed_s=state.elapsed_s,
+            best_val_loss=state.best_val_loss,
+            patches_per_s=loop.patches_per_s,
+            message=f"stopped ({stopped}); best validation loss {state.best_val_loss:.5g}",
+        )
+        return TrainResult(
+            model_dir=self.model_dir,
+            card=card,
+            stopped=stopped,
+            epochs_completed=state.epoch + state.step_in_epoch / self.steps_per_epoch,
+            best_val_loss=state.best_val_loss,
+            steps=state.global_step,
+            patches_per_s=loop.patches_per_s,
+            history=state.history,
+            resumed=resume,
+        )
 
+    def _build_model(self, ratio: tuple[int, int], *, resume: bool) -> _State:
+        """The seeded network, its optimizer and the (distributed, compiled) module that trains it; the
+        training state from the checkpoint when resuming."""
+        cfg = self.config
         gen = torch.Generator().manual_seed(cfg.seed)
-        model = build_network(data.ratio, residual=cfg.recipe == "fast")
+        model = build_network(ratio, residual=cfg.recipe == "fast")
         model.reset_parameters(generator=gen)
         model = model.to(self.device)
         if cfg.channels_last:
@@ -400,7 +501,6 @@ class _Trainer:
             state = self._load_checkpoint(model, optimizer)
         self.model = model
         self.optimizer = optimizer
-
         net: nn.Module = model
         if self.dist.world > 1:
             net = nn.parallel.DistributedDataParallel(
@@ -409,198 +509,133 @@ class _Trainer:
         if cfg.compile:
             net = torch.compile(net)  # type: ignore[assignment]
         self.net = net
+        return state
 
-        train_src = BatchSource(train_split, device=self.device, channels_last=cfg.channels_last)
-        val_src = BatchSource(val_split, device=self.device, channels_last=cfg.channels_last)
-        n_train = len(train_split)
-        batch = min(self.batch_size, max(1, n_train // self.dist.world))
-        steps_per_epoch = max(1, (n_train // self.dist.world) // batch)
-        self.steps_per_epoch = steps_per_epoch
-        steps_total = self.epochs * steps_per_epoch if self.epochs is not None else None
-        # validate every `val_every` epochs: a validation pass (forward only, ~1/3 of a training step per
-        # patch) then costs about VAL_TIME_FRACTION of the training in between
-        val_every = max(1, math.ceil(len(val_split) / (3.0 * VAL_TIME_FRACTION * max(1, n_train))))
-
-        def progress() -> float:
-            if steps_total:
-                return state.global_step / steps_total
-            if self.time_limit_s:
-                return elapsed() / self.time_limit_s
-            return 0.0
-
-        report = on_progress if (on_progress is not None and self.dist.main) else None
-
-        run_start = time.monotonic()
-        elapsed_at_start = state.elapsed_s
-
-        def elapsed() -> float:
-            return elapsed_at_start + (time.monotonic() - run_start)
-
-        if report:
-            report(
-                TrainProgress(
-                    kind="start",
-                    epoch=state.epoch + state.step_in_epoch / steps_per_epoch,
-                    steps_done=state.global_step,
-                    steps_total=steps_total,
-                    elapsed_s=state.elapsed_s,
-                    time_limit_s=self.time_limit_s,
-                    best_val_loss=None if math.isinf(state.best_val_loss) else state.best_val_loss,
-                    message=(
-                        f"{'resuming' if resume else 'training'} ({cfg.recipe} recipe) on {self.device} "
-                        f"({self.precision}), {n_train} train / {len(val_split)} val patches, batch "
-                        f"{batch}×{self.dist.world}, lr {self.lr:.3g}"
-                        + (", colour/gain/flip augmentation" if self.augment else "")
-                    ),
-                )
+    def _tell(self, kind: Literal["start", "step", "end"], state: _State, **values: Any) -> None:
+        """Report progress (on the main process, when someone listens)."""
+        if self.report is None:
+            return
+        values.setdefault("best_val_loss", None if math.isinf(state.best_val_loss) else state.best_val_loss)
+        self.report(
+            TrainProgress(
+                kind=kind,
+                epoch=state.epoch + state.step_in_epoch / self.steps_per_epoch,
+                steps_done=state.global_step,
+                steps_total=self.steps_total,
+                time_limit_s=self.time_limit_s,
+                **values,
             )
-
-        stopped = ""
-        steps_this_run = 0
-        last_eval = time.monotonic()
-        last_ckpt = time.monotonic()
-        rate_t0, rate_patches = time.monotonic(), 0
-        patches_per_s = 0.0
-        loss_acc = torch.zeros((), device=self.device)
-        acc_count = 0
-        sync_every = 1 if self.device.type == "cpu" else 25
-        net.train()
-        try:
-            while not stopped:
-                if self.epochs is not None and state.epoch >= self.epochs:
-                    stopped = "epochs"
-                    break
-                perm = epoch_permutation(n_train, seed=cfg.seed, epoch=state.epoch)
-                shard = perm[self.dist.rank :: self.dist.world]
-                for step in range(state.step_in_epoch, steps_per_epoch):
-                    index = shard[step * batch : (step + 1) * batch]
-                    x, y = train_src.batch(index)
-                    if self.augment:
-                        x, y = augment_batch(
-                            x,
-                            y,
-                            seed=cfg.seed,
-                            step=state.global_step,
-                            rank=self.dist.rank,
-                            world=self.dist.world,
-                        )
-                    factor = cfg.lr_factor(progress())
-                    for group in optimizer.param_groups:
-                        group["lr"] = self.lr * factor
-                    with autocast(self.device, self.precision):
-                        out = net(x)
-                    terms = enhancement_loss(out, y, sobel_weight=cfg.sobel_weight)
-                    optimizer.zero_grad(set_to_none=True)
-                    terms.total.backward()  # type: ignore[no-untyped-call]
-                    optimizer.step()
-                    loss_acc += terms.total.detach()
-                    acc_count += 1
-                    steps_this_run += 1
-                    state.global_step += 1
-                    state.step_in_epoch = step + 1
-                    state.patches_seen += batch * self.dist.world
-                    rate_patches += batch * self.dist.world
-                    last_step = step + 1 == steps_per_epoch
-                    if acc_count % sync_every == 0 or last_step:
-                        loss_value = float(loss_acc.item())
-                        state.interval_loss_sum += loss_value
-                        state.interval_loss_count += acc_count
-                        loss_acc.zero_()
-                        mean_loss = loss_value / acc_count
-                        acc_count = 0
-                        now = time.monotonic()
-                        if now - rate_t0 > 0:
-                            patches_per_s = rate_patches / (now - rate_t0)
-                        if not math.isfinite(mean_loss):
-                            raise ModelError(
-                                f"training diverged (loss {mean_loss}) at step {state.global_step}.",
-                                hint="Lower --lr or --batch-size, or use --precision fp32.",
-                            )
-                        if report:
-                            report(
-                                TrainProgress(
-                                    kind="step",
-                                    epoch=state.epoch + state.step_in_epoch / steps_per_epoch,
-                                    steps_done=state.global_step,
-                                    steps_total=steps_total,
-                                    elapsed_s=elapsed(),
-                                    time_limit_s=self.time_limit_s,
-                                    train_loss=mean_loss,
-                                    best_val_loss=None
-                                    if math.isinf(state.best_val_loss)
-                                    else state.best_val_loss,
-                                    patches_per_s=patches_per_s,
-                                )
-                            )
-                        flags = self._agree(
-                            [
-                                self.time_limit_s is not None and elapsed() >= self.time_limit_s,
-                                time.monotonic() - last_eval >= cfg.val_interval_s,
-                                time.monotonic() - last_ckpt >= cfg.checkpoint_interval_s,
-                            ]
-                        )
-                        if flags[0]:
-                            stopped = "time"
-                            break
-                        if flags[1] and not last_step:
-                            state.elapsed_s = elapsed()
-                            if self._evaluate(state, val_src, steps_per_epoch, report, elapsed()):
-                                stopped = "patience"
-                            last_eval = time.monotonic()
-                            if stopped:
-                                self._save_checkpoint(state)
-                                break
-                        elif flags[2] and not last_step:
-                            state.elapsed_s = elapsed()
-                            self._save_checkpoint(state)
-                            last_ckpt = time.monotonic()
-                else:
-                    state.epoch += 1
-                    state.step_in_epoch = 0
-                    state.elapsed_s = elapsed()
-                    if state.epoch % val_every == 0:
-                        if self._evaluate(state, val_src, steps_per_epoch, report, elapsed()):
-                            stopped = "patience"
-                        last_eval = time.monotonic()
-                    if time.monotonic() - last_ckpt >= cfg.checkpoint_interval_s or stopped:
-                        self._save_checkpoint(state)
-                        last_ckpt = time.monotonic()
-            # A run that stopped mid-epoch validates where it stopped, unless nothing happened since.
-            state.elapsed_s = elapsed()
-            pos = state.epoch + state.step_in_epoch / steps_per_epoch
-            if not state.history["epoch"] or state.history["epoch"][-1] < pos - 1e-9:
-                self._evaluate(state, val_src, steps_per_epoch, report, elapsed())
-            self._save_checkpoint(state)
-        except KeyboardInterrupt:
-            state.elapsed_s = elapsed()
-            self._save_checkpoint(state)
-            raise
-        card = self._final_card(state, batch, stopped)
-        if report:
-            report(
-                TrainProgress(
-                    kind="end",
-                    epoch=state.epoch + state.step_in_epoch / steps_per_epoch,
-                    steps_done=state.global_step,
-                    steps_total=steps_total,
-                    elapsed_s=state.elapsed_s,
-                    time_limit_s=self.time_limit_s,
-                    best_val_loss=state.best_val_loss,
-                    patches_per_s=patches_per_s,
-                    message=f"stopped ({stopped}); best validation loss {state.best_val_loss:.5g}",
-                )
-            )
-        return TrainResult(
-            model_dir=self.model_dir,
-            card=card,
-            stopped=stopped,
-            epochs_completed=state.epoch + state.step_in_epoch / steps_per_epoch,
-            best_val_loss=state.best_val_loss,
-            steps=state.global_step,
-            patches_per_s=patches_per_s,
-            history=state.history,
-            resumed=resume,
         )
+
+    def _schedule_position(self, state: _State, loop: _Loop) -> float:
+        """How far the run is, 0..1, by steps or by time (what the learning-rate schedule follows)."""
+        if self.steps_total:
+            return state.global_step / self.steps_total
+        if self.time_limit_s:
+            return loop.elapsed() / self.time_limit_s
+        return 0.0
+
+    def _epoch_steps(
+        self, state: _State, loop: _Loop, train_src: BatchSource, val_src: BatchSource, *, n_train: int
+    ) -> str:
+        """Train the rest of the current epoch; return why the run stops mid-epoch ("" when the epoch ends)."""
+        cfg = self.config
+        perm = epoch_permutation(n_train, seed=cfg.seed, epoch=state.epoch)
+        shard = perm[self.dist.rank :: self.dist.world]
+        for step in range(state.step_in_epoch, self.steps_per_epoch):
+            self._train_step(state, loop, train_src, shard[step * self.batch : (step + 1) * self.batch])
+            state.step_in_epoch = step + 1
+            last_step = step + 1 == self.steps_per_epoch
+            if loop.acc_count % loop.sync_every == 0 or last_step:
+                stopped = self._after_sync(state, loop, val_src, last_step=last_step)
+                if stopped:
+                    return stopped
+        return ""
+
+    def _train_step(self, state: _State, loop: _Loop, train_src: BatchSource, index: torch.Tensor) -> None:
+        """One optimizer step on the patches ``index`` (the loss stays on the device until the next sync)."""
+        cfg = self.config
+        x, y = train_src.batch(index)
+        if self.augment:
+            x, y = augment_batch(
+                x, y, seed=cfg.seed, step=state.global_step, rank=self.dist.rank, world=self.dist.world
+            )
+        factor = cfg.lr_factor(self._schedule_position(state, loop))
+        for group in self.optimizer.param_groups:
+            group["lr"] = self.lr * factor
+        with autocast(self.device, self.precision):
+            out = self.net(x)
+        terms = enhancement_loss(out, y, sobel_weight=cfg.sobel_weight)
+        self.optimizer.zero_grad(set_to_none=True)
+        terms.total.backward()  # type: ignore[no-untyped-call]
+        self.optimizer.step()
+        loop.loss_acc += terms.total.detach()
+        loop.acc_count += 1
+        state.global_step += 1
+        state.patches_seen += self.batch * self.dist.world
+        loop.rate_patches += self.batch * self.dist.world
+
+    def _after_sync(self, state: _State, loop: _Loop, val_src: BatchSource, *, last_step: bool) -> str:
+        """Read the accumulated loss (a device sync), report, and take the decisions all ranks agree on:
+        stop at the time limit, validate or checkpoint on their intervals.  Returns why the run stops."""
+        cfg = self.config
+        loss_value = float(loop.loss_acc.item())
+        state.interval_loss_sum += loss_value
+        state.interval_loss_count += loop.acc_count
+        loop.loss_acc.zero_()
+        mean_loss = loss_value / loop.acc_count
+        loop.acc_count = 0
+        now = time.monotonic()
+        if now - loop.rate_t0 > 0:
+            loop.patches_per_s = loop.rate_patches / (now - loop.rate_t0)
+        if not math.isfinite(mean_loss):
+            raise ModelError(
+                f"training diverged (loss {mean_loss}) at step {state.global_step}.",
+                hint="Lower --lr or --batch-size, or use --precision fp32.",
+            )
+        self._tell(
+            "step", state, elapsed_s=loop.elapsed(), train_loss=mean_loss, patches_per_s=loop.patches_per_s
+        )
+        flags = self._agree(
+            [
+                self.time_limit_s is not None and loop.elapsed() >= self.time_limit_s,
+                time.monotonic() - loop.last_eval >= cfg.val_interval_s,
+                time.monotonic() - loop.last_ckpt >= cfg.checkpoint_interval_s,
+            ]
+        )
+        if flags[0]:
+            return "time"
+        if flags[1] and not last_step:
+            state.elapsed_s = loop.elapsed()
+            stopped = (
+                "patience"
+                if self._evaluate(state, val_src, self.steps_per_epoch, self.report, loop.elapsed())
+                else ""
+            )
+            loop.last_eval = time.monotonic()
+            if stopped:
+                self._save_checkpoint(state)
+                return stopped
+        elif flags[2] and not last_step:
+            state.elapsed_s = loop.elapsed()
+            self._save_checkpoint(state)
+            loop.last_ckpt = time.monotonic()
+        return ""
+
+    def _end_epoch(self, state: _State, loop: _Loop, val_src: BatchSource, *, val_every: int) -> str:
+        """Count the finished epoch, validate every ``val_every`` epochs, checkpoint on its interval."""
+        stopped = ""
+        state.epoch += 1
+        state.step_in_epoch = 0
+        state.elapsed_s = loop.elapsed()
+        if state.epoch % val_every == 0:
+            if self._evaluate(state, val_src, self.steps_per_epoch, self.report, loop.elapsed()):
+                stopped = "patience"
+            loop.last_eval = time.monotonic()
+        if time.monotonic() - loop.last_ckpt >= self.config.checkpoint_interval_s or stopped:
+            self._save_checkpoint(state)
+            loop.last_ckpt = time.monotonic()
+        return stopped
 
     def _agree(self, flags: list[bool]) -> list[bool]:
         """All ranks take the same decisions (any rank's flag counts)."""
@@ -710,7 +745,7 @@ class _Trainer:
             training=TrainingInfo(
                 dataset=str(self.dataset_path),
                 dataset_sha256=data.sha256,
-                dataset_provenance=data.provenance,
+                dataset_provenance=data.provenance.to_dict(),
                 train_patches=len(data.splits["train"]),
                 val_patches=len(data.splits["val"]),
                 epochs_completed=state.epoch + state.step_in_epoch / self.steps_per_epoch,

@@ -5,14 +5,15 @@
 * :mod:`~scopectl.registration.pair` — register one capture and render it at L × the benchtop pixel.
 * :mod:`~scopectl.registration.workflow` — register a slide store; rebuild stored pairs.
 * :mod:`~scopectl.registration.distortion` — the mean shift map, a fixed correction of a rig.
-* :mod:`~scopectl.registration.dataset` — training sets (``open_dataset`` reads them).
+* :mod:`~scopectl.registration.dataset` — training sets: cuts patches and hands them to
+  :mod:`scopectl.store.dataset`, which owns the file format (``open_dataset`` reads it).
 
 See ``docs/registration.md``.
 """
 
 from __future__ import annotations
 
-from scopectl.registration.dataset import DatasetParams, PatchDataset, build_dataset, open_dataset
+from scopectl.registration.dataset import DatasetParams, build_dataset
 from scopectl.registration.distortion import DistortionMap, load_distortion_map
 from scopectl.registration.elastic import DisplacementField, ElasticParams, ElasticResult, elastic_register
 from scopectl.registration.fov import FovMatch, FovParams, MosaicIndex, match_fov
@@ -36,7 +37,6 @@ __all__ = [
     "FovParams",
     "MosaicIndex",
     "PairGeometry",
-    "PatchDataset",
     "RegisterParams",
     "RegisteredPair",
     "StoredPair",
@@ -45,7 +45,6 @@ __all__ = [
     "load_distortion_map",
     "load_pair",
     "match_fov",
-    "open_dataset",
     "register_pair",
     "register_slide",
     "render_registered",

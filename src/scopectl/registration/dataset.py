@@ -1,64 +1,43 @@
-"""Training sets: cut registered pairs into input/target patches, split by capture, write HDF5.
+"""Training sets: cut registered pairs into input/target patches, split by capture, hand them to the writer.
 
-File layout (``<root>/datasets/<name>.h5``)::
-
-    attrs: format="scopectl-dataset", schema_version, input_pixel_size_um, target_pixel_size_um,
-           ratio="5/2", input_patch_px, target_patch_px, provenance_json
-    train/, val/, test/
-        inputs   (N, 60, 60, 3)   uint8   phone patches at L × the benchtop pixel
-        targets  (N, 150, 150, 3) uint8   benchtop patches (mosaic pixels, never resampled)
-        source   (N, 5)           int32   slide number, capture index, input row, input col, jpeg flag
-        attrs: count, captures_json
-
-Every dataset is chunked one patch per chunk, so a random patch costs one chunk read.  Splits are by
-capture: all patches of one capture go to one split.  Input patch (i, j) — i, j multiples of the
-ratio's denominator — covers exactly target patch (L i, L j).
+The file format (its writer, reader and checks) belongs to :mod:`scopectl.store.dataset`.  Splits are by
+capture: all patches of one capture go to one split.  Input patch (i, j) — i, j multiples of the ratio's
+denominator — covers exactly target patch (L i, L j).
 """
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
-import json
 import math
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
-from types import TracebackType
 from typing import Any, Literal
 
 import cv2
-import h5py
 import numpy as np
 from numpy.typing import NDArray
 from pydantic import Field, model_validator
 
 from scopectl import __version__
 from scopectl.config.base import FrozenModel
-from scopectl.errors import InputFileError, StoreError, StoreExistsError
+from scopectl.errors import InputFileError, StoreError
 from scopectl.registration.checks import CaptureLimits, judge
 from scopectl.registration.pair import parse_ratio
 from scopectl.registration.workflow import StoredPair, flagged_checks, load_pair
-from scopectl.store import SlideStore
+from scopectl.store import RegistrationRecord, SlideStore
+from scopectl.store.dataset import SPLITS, DatasetProvenance, DatasetWriter, SplitName, refuse_existing
 
 __all__ = [
-    "FORMAT",
-    "SPLITS",
     "DatasetParams",
     "DatasetSummary",
-    "PatchDataset",
-    "SplitArrays",
     "build_dataset",
     "cut_patches",
-    "open_dataset",
     "patch_positions",
 ]
-
-FORMAT = "scopectl-dataset"
-SCHEMA_VERSION = 1
-SPLITS = ("train", "val", "test")
-SplitName = Literal["train", "val", "test"]
 
 
 class LimitOverrides(FrozenModel):
@@ -263,35 +242,6 @@ class DatasetSummary:
         }
 
 
-def _create_split(h5: h5py.File, name: str, p: int, big: int, compression: str) -> h5py.Group:
-    g = h5.create_group(name)
-    comp: dict[str, Any] = {} if compression == "none" else {"compression": compression}
-    g.create_dataset(
-        "inputs", shape=(0, p, p, 3), maxshape=(None, p, p, 3), dtype=np.uint8, chunks=(1, p, p, 3), **comp
-    )
-    g.create_dataset(
-        "targets",
-        shape=(0, big, big, 3),
-        maxshape=(None, big, big, 3),
-        dtype=np.uint8,
-        chunks=(1, big, big, 3),
-        **comp,
-    )
-    g.create_dataset("source", shape=(0, 5), maxshape=(None, 5), dtype=np.int32, chunks=(256, 5))
-    return g
-
-
-def _append(
-    g: h5py.Group, inputs: NDArray[np.uint8], targets: NDArray[np.uint8], source: NDArray[np.int32]
-) -> None:
-    n0 = g["inputs"].shape[0]
-    n1 = n0 + inputs.shape[0]
-    for name, data in (("inputs", inputs), ("targets", targets), ("source", source)):
-        ds = g[name]
-        ds.resize(n1, axis=0)
-        ds[n0:n1] = data
-
-
 def build_dataset(
     slide_paths: Sequence[Path],
     out_path: Path,
@@ -328,16 +278,62 @@ def build_dataset(
     t0 = time.perf_counter()
     if not slide_paths:
         raise InputFileError("no slides given; pass --slides A,B.")
-    if out_path.exists() and not force:
-        raise StoreExistsError(
-            f"{out_path}: dataset already exists.", hint="Choose another --name or use --force."
+    refuse_existing(out_path, force=force)
+    chosen = _choose_captures(slide_paths, params=p)
+    splits = _assign_splits([(k, i) for k, (_pth, _sid, i) in enumerate(chosen.plan)], params=p)
+    input_um = chosen.target_um * float(p.ratio_fraction)
+    with DatasetWriter(
+        out_path,
+        input_patch_px=p.input_patch_px,
+        target_patch_px=p.target_patch_px,
+        compression=p.compression,
+        force=force,
+    ) as writer:
+        cut = _write_patches(writer, chosen, splits, input_um=input_um, params=p, on_capture=on_capture)
+        counts = dict(writer.counts)
+        if sum(counts.values()) == 0:
+            raise InputFileError(
+                "no patch survived the background and quality filters; check the registrations or lower "
+                "--min-tissue / --min-similarity."
+            )
+        writer.finish(
+            input_pixel_size_um=input_um,
+            target_pixel_size_um=chosen.target_um,
+            ratio=p.ratio_fraction,
+            captures=cut.capture_list,
+            provenance=_provenance(chosen, cut, params=p),
         )
-    # pass 1: which captures, pixel sizes
-    plan: list[tuple[Path, str, int]] = []
-    skipped: list[dict[str, Any]] = []
-    admitted: list[dict[str, Any]] = []
-    target_um: float | None = None
-    slides_prov: list[dict[str, Any]] = []
+    return DatasetSummary(
+        path=out_path,
+        counts=counts,
+        captures=cut.n_caps,
+        dropped=cut.dropped,
+        skipped_captures=chosen.skipped,
+        seconds=time.perf_counter() - t0,
+        admitted_flagged=chosen.admitted,
+        warnings=_little_data_warnings(cut.n_caps, counts, skipped=bool(chosen.skipped)),
+    )
+
+
+@dataclass
+class _ChosenCaptures:
+    """Pass 1 of :func:`build_dataset`: the usable captures of every slide, and why others were left out."""
+
+    target_um: float
+    plan: list[tuple[Path, str, int]] = dataclasses.field(default_factory=list)
+    """(slide path, slide id, capture index) of every usable capture, slide by slide."""
+    skipped: list[dict[str, Any]] = dataclasses.field(default_factory=list)
+    admitted: list[dict[str, Any]] = dataclasses.field(default_factory=list)
+    slides: list[dict[str, Any]] = dataclasses.field(default_factory=list)
+
+    @property
+    def slide_numbers(self) -> dict[str, int]:
+        return {sid: n for n, sid in enumerate(dict.fromkeys(sid for _pth, sid, _i in self.plan))}
+
+
+def _choose_captures(slide_paths: Sequence[Path], *, params: DatasetParams) -> _ChosenCaptures:
+    """Open each slide, check its mosaic pixel against the others', and admit its registered captures."""
+    chosen: _ChosenCaptures | None = None
     for path in slide_paths:
         with SlideStore.open(path) as store:
             info = store.mosaic_info()
@@ -346,31 +342,19 @@ def build_dataset(
                     f"{path}: slide '{store.slide_id}' has no benchtop mosaic.",
                     hint="Acquire or import and stitch its benchtop tiles, then register it.",
                 )
-            if target_um is None:
-                target_um = info.pixel_size_um
-            elif not math.isclose(info.pixel_size_um, target_um, rel_tol=1e-3):
+            if chosen is None:
+                chosen = _ChosenCaptures(target_um=info.pixel_size_um)
+            elif not math.isclose(info.pixel_size_um, chosen.target_um, rel_tol=1e-3):
                 raise InputFileError(
-                    f"{path}: mosaic pixel {info.pixel_size_um:.4g} µm differs from the other slides' {target_um:.4g} µm; "
+                    f"{path}: mosaic pixel {info.pixel_size_um:.4g} µm differs from the other slides' {chosen.target_um:.4g} µm; "
                     "build one dataset per benchtop magnification."
                 )
-            usable = []
-            for i in store.registered_indices():
-                reg = store.read_registration(i)
-                if reg is None:
-                    continue
-                verdict = _admit(reg, p.limits)
-                entry = {"slide": store.slide_id, "capture": i}
-                if verdict is None:
-                    usable.append(i)
-                    if not reg["ok"]:
-                        admitted.append({**entry, "flagged": reg["reason"]})
-                else:
-                    skipped.append({**entry, **verdict})
+            usable = _usable_captures(store, chosen, limits=params.limits)
             if not usable:
                 why = "; ".join(
                     f"capture {e['capture']}: {e['reason']}"
                     + (f" (admit with {e['admit_with']})" if e.get("admit_with") else "")
-                    for e in skipped
+                    for e in chosen.skipped
                     if e["slide"] == store.slide_id
                 )
                 raise StoreError(
@@ -379,8 +363,8 @@ def build_dataset(
                     + ".",
                     hint=f"Run `scopectl register --slide {store.slide_id}` first (and check its table for failures).",
                 )
-            plan.extend((Path(path), store.slide_id, i) for i in usable)
-            slides_prov.append(
+            chosen.plan.extend((Path(path), store.slide_id, i) for i in usable)
+            chosen.slides.append(
                 {
                     "slide_id": store.slide_id,
                     "path": str(path),
@@ -390,118 +374,119 @@ def build_dataset(
                     "captures": usable,
                 }
             )
-    assert target_um is not None
-    keys = [(k, i) for k, (_pth, _sid, i) in enumerate(plan)]
-    splits = _assign_splits(keys, params=p)
-    input_um = target_um * float(p.ratio_fraction)
-    big = p.target_patch_px
-    counts = dict.fromkeys(SPLITS, 0)
-    n_caps = dict.fromkeys(SPLITS, 0)
-    dropped = {"background": 0, "low_similarity": 0}
-    capture_list: dict[str, list[dict[str, Any]]] = {s: [] for s in SPLITS}
-    out_path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out_path.with_name(out_path.name + ".partial")
-    try:
-        with h5py.File(tmp, "w") as h5:
-            groups = {s: _create_split(h5, s, p.input_patch_px, big, p.compression) for s in SPLITS}
-            slide_number = {sid: n for n, sid in enumerate(dict.fromkeys(sid for _pth, sid, _i in plan))}
-            current: tuple[Path, SlideStore] | None = None
-            try:
-                for k, (path, sid, i) in enumerate(plan):
-                    if current is None or current[0] != path:
-                        if current is not None:
-                            current[1].close()
-                        current = (path, SlideStore.open(path))
-                    pair = load_pair(current[1], i, allow_flagged=True)
-                    if not math.isclose(pair.input_pixel_size_um, input_um, rel_tol=1e-3):
-                        raise InputFileError(
-                            f"{path}: capture {i} was registered at {pair.input_pixel_size_um:.4g} µm/px, the dataset "
-                            f"needs {input_um:.4g} µm/px (ratio {p.ratio}); register again with --ratio {p.ratio}."
-                        )
-                    ins, tgs, pos, drop = cut_patches(pair, params=p)
-                    for reason, n in drop.items():
-                        dropped[reason] += n
-                    split = splits[(k, i)]
-                    n_caps[split] += 1
-                    capture_list[split].append({"slide": sid, "capture": i, "patches": int(ins.shape[0])})
-                    if ins.shape[0]:
-                        src = np.zeros((ins.shape[0], 5), np.int32)
-                        src[:, 0] = slide_number[sid]
-                        src[:, 1] = i
-                        src[:, 2:4] = pos
-                        _append(groups[split], ins, tgs, src)
-                        counts[split] += ins.shape[0]
-                        if p.jpeg_quality is not None:
-                            jpg = _jpeg(pair.registered, p.jpeg_quality)
-                            jins = np.stack(
-                                [jpg[r : r + p.input_patch_px, c : c + p.input_patch_px] for r, c in pos]
-                            )
-                            src[:, 4] = 1
-                            _append(groups[split], jins, tgs, src)
-                            counts[split] += ins.shape[0]
-                    if on_capture is not None:
-                        on_capture(sid, i, int(ins.shape[0]))
-            finally:
-                if current is not None:
-                    current[1].close()
-            for s in SPLITS:
-                groups[s].attrs["count"] = counts[s]
-                groups[s].attrs["captures_json"] = json.dumps(capture_list[s])
-            h5.attrs["format"] = FORMAT
-            h5.attrs["schema_version"] = SCHEMA_VERSION
-            h5.attrs["input_pixel_size_um"] = input_um
-            h5.attrs["target_pixel_size_um"] = target_um
-            r = p.ratio_fraction
-            h5.attrs["ratio"] = f"{r.numerator}/{r.denominator}"
-            h5.attrs["input_patch_px"] = p.input_patch_px
-            h5.attrs["target_patch_px"] = big
-            h5.attrs["provenance_json"] = json.dumps(
-                {
-                    "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
-                    "software_version": f"scopectl {__version__}",
-                    "slides": slides_prov,
-                    "sample_type": _common_sample(slides_prov),
-                    "input_kind": _common(slides_prov, "phone_source"),
-                    "slide_numbers": slide_number,
-                    "splits": capture_list,
-                    "skipped_captures": skipped,
-                    "admitted_flagged": admitted,
-                    "dropped_patches": dropped,
-                    "params": p.model_dump(mode="json"),
-                },
-                sort_keys=True,
-            )
-        if sum(counts.values()) == 0:
-            raise InputFileError(
-                "no patch survived the background and quality filters; check the registrations or lower "
-                "--min-tissue / --min-similarity."
-            )
-        tmp.replace(out_path)
-    finally:
-        if tmp.exists():
-            tmp.unlink()
-    warnings: list[str] = []
-    if n_caps["train"] < MIN_TRAIN_CAPTURES or counts["train"] < MIN_TRAIN_PATCHES:
-        warnings.append(
-            f"training gets only {n_caps['train']} capture(s) and {counts['train']} patches (a network needs about "
-            f"{MIN_TRAIN_CAPTURES}+ captures and {MIN_TRAIN_PATCHES}+ patches to learn more than one capture's "
-            "colour cast); register more captures, or admit flagged ones by loosening a limit"
-            + (" (see the skipped captures)" if skipped else "")
-            + "."
-        )
-    return DatasetSummary(
-        path=out_path,
-        counts=counts,
-        captures=n_caps,
-        dropped=dropped,
-        skipped_captures=skipped,
-        seconds=time.perf_counter() - t0,
-        admitted_flagged=admitted,
-        warnings=warnings,
+    assert chosen is not None  # slide_paths is not empty
+    return chosen
+
+
+def _usable_captures(store: SlideStore, chosen: _ChosenCaptures, *, limits: LimitOverrides) -> list[int]:
+    """The registered captures of a slide that the (possibly loosened) limits admit; the others go to
+    ``chosen.skipped``, admitted flagged ones also to ``chosen.admitted``."""
+    usable = []
+    for i in store.registered_indices():
+        reg = store.registration(i)
+        if reg is None:
+            continue
+        verdict = _admit(reg, limits)
+        entry = {"slide": store.slide_id, "capture": i}
+        if verdict is None:
+            usable.append(i)
+            if not reg.ok:
+                chosen.admitted.append({**entry, "flagged": reg.reason})
+        else:
+            chosen.skipped.append({**entry, **verdict})
+    return usable
+
+
+@dataclass
+class _CutPatches:
+    """Pass 2 of :func:`build_dataset`: captures per split, the captures' patch counts, dropped patches."""
+
+    n_caps: dict[str, int] = dataclasses.field(default_factory=lambda: dict.fromkeys(SPLITS, 0))
+    capture_list: dict[str, list[dict[str, Any]]] = dataclasses.field(
+        default_factory=lambda: {s: [] for s in SPLITS}
+    )
+    dropped: dict[str, int] = dataclasses.field(
+        default_factory=lambda: {"background": 0, "low_similarity": 0}
     )
 
 
-def _admit(reg: dict[str, Any], overrides: LimitOverrides) -> dict[str, Any] | None:
+def _write_patches(
+    writer: DatasetWriter,
+    chosen: _ChosenCaptures,
+    splits: dict[tuple[int, int], SplitName],
+    *,
+    input_um: float,
+    params: DatasetParams,
+    on_capture: Callable[[str, int, int], None] | None,
+) -> _CutPatches:
+    """Cut every chosen capture into patches and append them (and their JPEG copies) to its split."""
+    p = params
+    cut = _CutPatches()
+    slide_number = chosen.slide_numbers
+    with contextlib.ExitStack() as stores:
+        current: tuple[Path, SlideStore] | None = None
+        for k, (path, sid, i) in enumerate(chosen.plan):
+            if current is None or current[0] != path:
+                stores.close()
+                current = (path, stores.enter_context(SlideStore.open(path)))
+            pair = load_pair(current[1], i, allow_flagged=True)
+            if not math.isclose(pair.input_pixel_size_um, input_um, rel_tol=1e-3):
+                raise InputFileError(
+                    f"{path}: capture {i} was registered at {pair.input_pixel_size_um:.4g} µm/px, the dataset "
+                    f"needs {input_um:.4g} µm/px (ratio {p.ratio}); register again with --ratio {p.ratio}."
+                )
+            ins, tgs, pos, drop = cut_patches(pair, params=p)
+            for reason, n in drop.items():
+                cut.dropped[reason] += n
+            split = splits[(k, i)]
+            cut.n_caps[split] += 1
+            cut.capture_list[split].append({"slide": sid, "capture": i, "patches": int(ins.shape[0])})
+            if ins.shape[0]:
+                src = np.zeros((ins.shape[0], 5), np.int32)
+                src[:, 0] = slide_number[sid]
+                src[:, 1] = i
+                src[:, 2:4] = pos
+                writer.append(split, ins, tgs, src)
+                if p.jpeg_quality is not None:
+                    jpg = _jpeg(pair.registered, p.jpeg_quality)
+                    jins = np.stack([jpg[r : r + p.input_patch_px, c : c + p.input_patch_px] for r, c in pos])
+                    src[:, 4] = 1
+                    writer.append(split, jins, tgs, src)
+            if on_capture is not None:
+                on_capture(sid, i, int(ins.shape[0]))
+    return cut
+
+
+def _provenance(chosen: _ChosenCaptures, cut: _CutPatches, *, params: DatasetParams) -> DatasetProvenance:
+    return DatasetProvenance(
+        created=time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+        software_version=f"scopectl {__version__}",
+        slides=chosen.slides,
+        sample_type=_common_sample(chosen.slides),
+        input_kind=_common(chosen.slides, "phone_source"),
+        slide_numbers=chosen.slide_numbers,
+        splits=cut.capture_list,
+        skipped_captures=chosen.skipped,
+        admitted_flagged=chosen.admitted,
+        dropped_patches=cut.dropped,
+        params=params.model_dump(mode="json"),
+    )
+
+
+def _little_data_warnings(n_caps: dict[str, int], counts: dict[str, int], *, skipped: bool) -> list[str]:
+    """A warning when training gets too few captures or patches to learn more than one capture's cast."""
+    if n_caps["train"] >= MIN_TRAIN_CAPTURES and counts["train"] >= MIN_TRAIN_PATCHES:
+        return []
+    return [
+        f"training gets only {n_caps['train']} capture(s) and {counts['train']} patches (a network needs about "
+        f"{MIN_TRAIN_CAPTURES}+ captures and {MIN_TRAIN_PATCHES}+ patches to learn more than one capture's "
+        "colour cast); register more captures, or admit flagged ones by loosening a limit"
+        + (" (see the skipped captures)" if skipped else "")
+        + "."
+    ]
+
+
+def _admit(reg: RegistrationRecord, overrides: LimitOverrides) -> dict[str, Any] | None:
     """None when a registered capture is usable under the (possibly loosened) limits, else why not.
 
     A capture that could not be located has no geometry and cannot be admitted; one that a capture check
@@ -509,11 +494,11 @@ def _admit(reg: dict[str, Any], overrides: LimitOverrides) -> dict[str, Any] | N
     """
     checks = flagged_checks(reg)
     if checks is None:
-        if reg["ok"]:
+        if reg.ok:
             return None
-        return {"reason": reg["reason"], "admit_with": None}
+        return {"reason": reg.reason, "admit_with": None}
     try:
-        limits = CaptureLimits.model_validate((reg["extra"] or {}).get("limits") or {})
+        limits = CaptureLimits.model_validate((reg.extra or {}).get("limits") or {})
     except ValueError:
         limits = CaptureLimits()
     flags = judge(checks, overrides.apply(limits))
@@ -523,98 +508,6 @@ def _admit(reg: dict[str, Any], overrides: LimitOverrides) -> dict[str, Any] | N
         "reason": "; ".join(f.describe() for f in flags),
         "admit_with": " ".join(f.admit_with() for f in flags),
     }
-
-
-class SplitArrays:
-    """One split of a dataset: lazy h5py datasets ``inputs``, ``targets`` and ``source``.
-
-    Indexing returns ``(input, target)`` uint8 arrays; slicing the datasets directly reads only the
-    chunks touched (one patch per chunk).
-    """
-
-    def __init__(self, group: h5py.Group) -> None:
-        self.inputs: h5py.Dataset = group["inputs"]
-        self.targets: h5py.Dataset = group["targets"]
-        self.source: h5py.Dataset = group["source"]
-
-    def __len__(self) -> int:
-        return int(self.inputs.shape[0])
-
-    def __getitem__(self, index: int) -> tuple[NDArray[np.uint8], NDArray[np.uint8]]:
-        if not -len(self) <= index < len(self):
-            raise IndexError(f"patch {index} out of range (split has {len(self)})")
-        return np.asarray(self.inputs[index]), np.asarray(self.targets[index])
-
-
-class PatchDataset:
-    """A dataset file opened read-only (context manager).
-
-    Attributes
-    ----------
-    input_pixel_size_um, target_pixel_size_um, ratio, provenance
-        From the file's attributes.
-    """
-
-    def __init__(self, path: Path, h5: h5py.File) -> None:
-        self.path = path
-        self._h5 = h5
-        a = h5.attrs
-        self.input_pixel_size_um = float(a["input_pixel_size_um"])
-        self.target_pixel_size_um = float(a["target_pixel_size_um"])
-        self.ratio = str(a["ratio"])
-        self.input_patch_px = int(a["input_patch_px"])
-        self.target_patch_px = int(a["target_patch_px"])
-        self.provenance: dict[str, Any] = json.loads(str(a["provenance_json"]))
-
-    def split(self, name: SplitName) -> SplitArrays:
-        """The ``train``, ``val`` or ``test`` split."""
-        if name not in SPLITS:
-            raise KeyError(f"no split {name!r}; splits are {SPLITS}")
-        return SplitArrays(self._h5[name])
-
-    def counts(self) -> dict[str, int]:
-        return {s: int(self._h5[s]["inputs"].shape[0]) for s in SPLITS}
-
-    def close(self) -> None:
-        if self._h5.id.valid:
-            self._h5.close()
-
-    def __enter__(self) -> PatchDataset:
-        return self
-
-    def __exit__(
-        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
-    ) -> None:
-        self.close()
-
-
-def open_dataset(path: Path | str) -> PatchDataset:
-    """Open a dataset written by :func:`build_dataset` (read-only).
-
-    Raises
-    ------
-    InputFileError
-        If the file is missing, unreadable or not a scopectl dataset.
-    """
-    path = Path(path)
-    if not path.exists():
-        raise InputFileError(f"{path}: no such dataset.", hint="Build one with `scopectl dataset build`.")
-    try:
-        h5 = h5py.File(path, "r")
-    except OSError as exc:
-        raise InputFileError(f"{path}: not a readable HDF5 dataset ({str(exc).splitlines()[0]}).") from None
-    try:
-        if h5.attrs.get("format") != FORMAT:
-            raise InputFileError(f"{path}: not a scopectl dataset (format attribute missing or wrong).")
-        for s in SPLITS:
-            if s not in h5 or "inputs" not in h5[s] or "targets" not in h5[s]:
-                raise InputFileError(
-                    f"{path}: dataset lacks the {s}/inputs or {s}/targets array; rebuild it."
-                )
-        return PatchDataset(path, h5)
-    except BaseException:
-        h5.close()
-        raise
 
 
 def _common(slides: list[dict[str, Any]], key: str) -> str:
@@ -630,13 +523,12 @@ def _common_sample(slides: list[dict[str, Any]]) -> str:
     return _common(slides, "sample")
 
 
-def _phone_source(store: Any, captures: list[int]) -> str:
+def _phone_source(store: SlideStore, captures: list[int]) -> str:
     """What the captures' pixels were decoded from: ``dng`` (raw, as the paper's TIFF inputs), ``jpeg``, ..."""
     kinds = set()
-    for m in store.captures_meta():
-        if m["index"] in captures:
-            raw = m.get("raw", {})
+    for m in store.captures():
+        if m.index in captures:
             kinds.add(
-                "dng" if "dng" in raw else "jpeg" if "jpeg" in raw else str(m["settings"].get("format", "?"))
+                "dng" if "dng" in m.raw else "jpeg" if "jpeg" in m.raw else str(m.settings.get("format", "?"))
             )
     return kinds.pop() if len(kinds) == 1 else "mixed"

@@ -26,14 +26,14 @@ from pathlib import Path
 from typing import Any
 
 import cv2
-import h5py
 import numpy as np
 from numpy.typing import NDArray
 
-from scopectl.errors import InputFileError, RegistrationError
+from scopectl.errors import InputFileError, RegistrationError, ScopectlError, StoreError
 from scopectl.registration.elastic import DisplacementField
 from scopectl.registration.fov import project_points
 from scopectl.registration.pair import PairGeometry
+from scopectl.store.h5safe import attr_int, open_h5, reading
 
 __all__ = [
     "DistortionAccumulator",
@@ -158,7 +158,7 @@ class DistortionMap:
         path = Path(path)
         path.parent.mkdir(parents=True, exist_ok=True)
         try:
-            with h5py.File(path, "w" if force else "x") as h5:
+            with open_h5(path, "w" if force else "x", what="distortion map") as h5:
                 h5.attrs["format"] = FORMAT
                 h5.attrs["schema_version"] = SCHEMA_VERSION
                 h5.attrs["spacing_px"] = self.spacing_px
@@ -166,7 +166,11 @@ class DistortionMap:
                 h5.attrs["provenance_json"] = json.dumps(self.provenance, sort_keys=True)
                 h5.create_dataset("values", data=self.values)
                 h5.create_dataset("count", data=self.count)
-        except (OSError, FileExistsError) as exc:
+        except ScopectlError as exc:
+            raise InputFileError(
+                f"{path}: cannot write the distortion map ({exc.message}).", hint="Use --force to replace it."
+            ) from None
+        except OSError as exc:
             raise InputFileError(
                 f"{path}: cannot write the distortion map ({exc}).", hint="Use --force to replace it."
             ) from None
@@ -183,19 +187,32 @@ def load_distortion_map(path: Path | str) -> DistortionMap:
     """
     path = Path(path)
     try:
-        with h5py.File(path, "r") as h5:
+        h5 = open_h5(path, "r", what="distortion map")
+    except StoreError as exc:
+        raise InputFileError(
+            f"cannot read the distortion map: {exc.message}", hint="Check the path."
+        ) from None
+    try:
+        with h5, reading(path, "the distortion map"):
             if h5.attrs.get("format") != FORMAT:
                 raise InputFileError(
                     f"{path}: not a scopectl distortion map (format attribute missing or wrong)."
+                )
+            version = attr_int(h5, "schema_version")
+            if version > SCHEMA_VERSION:
+                raise InputFileError(
+                    f"{path}: distortion map schema_version {version} is newer than this scopectl reads "
+                    f"({SCHEMA_VERSION}).",
+                    hint="Upgrade scopectl.",
                 )
             values = np.asarray(h5["values"][()], np.float32)
             count = np.asarray(h5["count"][()], np.int32)
             spacing = int(h5.attrs["spacing_px"])
             shape = tuple(int(v) for v in h5.attrs["phone_shape"])
             prov = json.loads(str(h5.attrs["provenance_json"]))
-    except (OSError, KeyError) as exc:
+    except StoreError as exc:  # reading() translated a damaged file
         raise InputFileError(
-            f"{path}: cannot read the distortion map ({exc}).", hint="Check the path."
+            f"cannot read the distortion map: {exc.message}", hint="Check the path."
         ) from None
     if values.ndim != 3 or values.shape[0] != 2 or len(shape) != 2:
         raise InputFileError(f"{path}: malformed distortion map (values {values.shape}).")

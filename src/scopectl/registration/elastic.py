@@ -509,6 +509,45 @@ def _gauss_newton(
     return peak_r - np.nan_to_num(d_r), peak_c - np.nan_to_num(d_c), ok
 
 
+def _warp_onto_blocks(
+    mov_d: F32,
+    disp: DisplacementField,
+    *,
+    rows: tuple[int, int],
+    cols: tuple[int, int],
+    d: int,
+    margin_px: int,
+) -> F32:
+    """The moving image (at downsampling ``d``) warped by ``disp`` onto the working grid rows ``rows[0]``
+    to ``rows[1]``, columns ``cols[0]`` to ``cols[1]`` of the reference (the blocks plus the search margin)."""
+    i_r = np.arange(rows[0], rows[1], dtype=np.float32)
+    i_c = np.arange(cols[0], cols[1], dtype=np.float32)
+    full_r = d * i_r + (d - 1) / 2.0
+    full_c = d * i_c + (d - 1) / 2.0
+    dd = disp.sample_grid(full_r, full_c)
+    map_r = ((full_r[:, None] + dd[0] + margin_px - (d - 1) / 2.0) / d).astype(np.float32)
+    map_c = ((full_c[None, :] + dd[1] + margin_px - (d - 1) / 2.0) / d).astype(np.float32)
+    return np.asarray(
+        cv2.remap(mov_d, map_c, map_r, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REFLECT_101), dtype=np.float32
+    )
+
+
+def _isotropy(gb_r: F32, gb_c: F32) -> NDArray[np.float64]:
+    """Per block, the structure tensor's eigenvalue ratio (0: one straight edge, 1: isotropic structure).
+
+    The aperture problem: a block whose only structure is one straight edge fixes its shift across the edge
+    but not along it.
+    """
+    t_rr = np.sum(gb_r * gb_r, axis=(1, 2), dtype=np.float64)
+    t_cc = np.sum(gb_c * gb_c, axis=(1, 2), dtype=np.float64)
+    t_rc = np.sum(gb_r * gb_c, axis=(1, 2), dtype=np.float64)
+    half_tr = 0.5 * (t_rr + t_cc)
+    disc = np.sqrt(np.maximum(half_tr**2 - (t_rr * t_cc - t_rc**2), 0.0))
+    with np.errstate(invalid="ignore", divide="ignore"):
+        isotropy: NDArray[np.float64] = np.where(half_tr > 0, (half_tr - disc) / (half_tr + disc), 0.0)
+    return isotropy
+
+
 def block_match(
     moving: F32,
     reference: F32,
@@ -553,16 +592,13 @@ def block_match(
     off_r, off_c = (rows_d - n_blocks * bd_r) // 2, (cols_d - n_blocks * bd_c) // 2
     fraction = params.search_fraction if level_index < 2 else params.search_fraction_fine
     m = max(3, math.ceil(fraction * min(bd_r, bd_c)))
-    # warp the moving image onto the working grid of the blocks plus the search margin
-    i_r = np.arange(off_r - m, off_r + n_blocks * bd_r + m, dtype=np.float32)
-    i_c = np.arange(off_c - m, off_c + n_blocks * bd_c + m, dtype=np.float32)
-    full_r = d * i_r + (d - 1) / 2.0
-    full_c = d * i_c + (d - 1) / 2.0
-    dd = disp.sample_grid(full_r, full_c)
-    map_r = ((full_r[:, None] + dd[0] + margin_px - (d - 1) / 2.0) / d).astype(np.float32)
-    map_c = ((full_c[None, :] + dd[1] + margin_px - (d - 1) / 2.0) / d).astype(np.float32)
-    warped = np.asarray(
-        cv2.remap(mov_d, map_c, map_r, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REFLECT_101), dtype=np.float32
+    warped = _warp_onto_blocks(
+        mov_d,
+        disp,
+        rows=(off_r - m, off_r + n_blocks * bd_r + m),
+        cols=(off_c - m, off_c + n_blocks * bd_c + m),
+        d=d,
+        margin_px=margin_px,
     )
     ref_blocks = (
         ref_d[off_r : off_r + n_blocks * bd_r, off_c : off_c + n_blocks * bd_c]
@@ -595,15 +631,7 @@ def block_match(
         use = gn_ok & inside
         sr = np.where(use, gn_r, sr)
         sc = np.where(use, gn_c, sc)
-    # aperture problem: a block whose only structure is one straight edge fixes its shift across the
-    # edge but not along it; the structure tensor's eigenvalue ratio tells
-    t_rr = np.sum(gb_r * gb_r, axis=(1, 2), dtype=np.float64)
-    t_cc = np.sum(gb_c * gb_c, axis=(1, 2), dtype=np.float64)
-    t_rc = np.sum(gb_r * gb_c, axis=(1, 2), dtype=np.float64)
-    half_tr = 0.5 * (t_rr + t_cc)
-    disc = np.sqrt(np.maximum(half_tr**2 - (t_rr * t_cc - t_rc**2), 0.0))
-    with np.errstate(invalid="ignore", divide="ignore"):
-        isotropy = np.where(half_tr > 0, (half_tr - disc) / (half_tr + disc), 0.0)
+    isotropy = _isotropy(gb_r, gb_c)
     shift = np.stack([(sr - m) * d, (sc - m) * d]).reshape(2, n_blocks, n_blocks).astype(np.float32)
     similarity = peak.reshape(n_blocks, n_blocks).astype(np.float32)
     kept = (inside & (peak >= params.threshold) & (isotropy >= params.min_isotropy)).reshape(

@@ -392,7 +392,6 @@ def match_fov(
     nominal = phone_pixel_um / mosaic_pixel_um
     gray = to_gray(phone_rgb)
     shape = (int(gray.shape[0]), int(gray.shape[1]))
-    mrows, mcols = int(mosaic.shape[0]), int(mosaic.shape[1])
     factor = (
         index.factor
         if isinstance(index, MosaicIndex)
@@ -400,8 +399,40 @@ def match_fov(
             phone_shape=shape, phone_pixel_um=phone_pixel_um, mosaic_pixel_um=mosaic_pixel_um, params=p
         )
     )
-    # the capture reduced to the coarse pixel
-    phone_factor = factor / nominal
+    timings: dict[str, float] = {}
+    t0 = time.perf_counter()
+    h_coarse, coarse_inliers = _locate_coarse(
+        gray,
+        mosaic,
+        nominal=nominal,
+        factor=factor,
+        index=index,
+        prior_center_px=prior_center_px,
+        params=p,
+        timings=timings,
+    )
+    timings["coarse"] = time.perf_counter() - t0
+    t1 = time.perf_counter()
+    fine = _locate_fine(gray, mosaic, h_coarse, nominal=nominal, factor=factor, params=p)
+    timings["fine"] = time.perf_counter() - t1
+    timings["total"] = time.perf_counter() - t_start
+    return FovMatch(
+        homography=fine.homography,
+        scale=fine.geometry["scale"],
+        aspect=fine.geometry["aspect"],
+        rotation_deg=fine.geometry["rotation_deg"],
+        inliers=fine.inliers,
+        matches=fine.matches,
+        reprojection_px=fine.reprojection_px,
+        footprint_px=fine.footprint_px,
+        coarse_inliers=coarse_inliers,
+        timings_s=timings,
+    )
+
+
+def _coarse_phone(gray: NDArray[np.uint8], phone_factor: float) -> tuple[NDArray[np.uint8], F64]:
+    """The capture reduced to the mosaic index's coarse pixel, and the map from phone to coarse pixels."""
+    shape = gray.shape[:2]
     small: NDArray[np.uint8]
     if phone_factor > 1:
         small = np.asarray(
@@ -418,12 +449,28 @@ def match_fov(
     phone_to_coarse = np.linalg.inv(
         np.array([[sx, 0.0, (sx - 1) / 2], [0.0, sy, (sy - 1) / 2], [0.0, 0.0, 1.0]])
     )
+    return small, phone_to_coarse
+
+
+def _locate_coarse(
+    gray: NDArray[np.uint8],
+    mosaic: MosaicLike,
+    *,
+    nominal: float,
+    factor: int,
+    index: MosaicIndex | Callable[[], MosaicIndex] | None,
+    prior_center_px: tuple[float, float] | None,
+    params: FovParams,
+    timings: dict[str, float],
+) -> tuple[F64, int]:
+    """Coarse homography (phone → mosaic pixels) and its inlier count: near the prior position first, then
+    against the whole mosaic's index (built here when not given; its timings go to ``timings``)."""
+    p = params
+    shape = (int(gray.shape[0]), int(gray.shape[1]))
+    mrows, mcols = int(mosaic.shape[0]), int(mosaic.shape[1])
+    small, phone_to_coarse = _coarse_phone(gray, factor / nominal)
     small_feats = _Features(small, max_features=p.max_features)
-    timings: dict[str, float] = {}
-    h_coarse: F64 | None = None
-    coarse_inliers = 0
     errors: list[str] = []
-    t0 = time.perf_counter()
     if prior_center_px is not None:
         half = 0.5 * p.prior_search_fovs * max(shape) * nominal
         r0 = int(max(0, prior_center_px[0] - half))
@@ -434,7 +481,7 @@ def match_fov(
             crop = _read_gray(mosaic, r0, r1, c0, c1, factor=factor)
             to_full = _translation(r0, c0) @ _scale_matrix(factor)
             try:
-                h_coarse, coarse_inliers = _coarse(
+                return _coarse(
                     small_feats,
                     _Features(crop, max_features=p.max_features),
                     to_full=to_full,
@@ -445,28 +492,49 @@ def match_fov(
                 )
             except RegistrationError as exc:
                 errors.append(f"near the stage position: {exc}")
-    if h_coarse is None:
-        if index is None:
-            index = MosaicIndex(mosaic, factor=factor, max_features=p.max_features)
-            timings.update({f"index_{k}": v for k, v in index.timings_s.items()})
-        elif not isinstance(index, MosaicIndex):
-            index = index()
-        try:
-            h_coarse, coarse_inliers = _coarse(
-                small_feats,
-                index.features,
-                to_full=_scale_matrix(index.factor),
-                phone_to_coarse=phone_to_coarse,
-                nominal_scale=nominal,
-                params=p,
-                phone_shape=shape,
-            )
-        except RegistrationError as exc:
-            errors.append(str(exc))
-            raise RegistrationError("; ".join(errors)) from None
-    timings["coarse"] = time.perf_counter() - t0
-    # fine: a full-resolution crop around the coarse footprint
-    t1 = time.perf_counter()
+    if index is None:
+        index = MosaicIndex(mosaic, factor=factor, max_features=p.max_features)
+        timings.update({f"index_{k}": v for k, v in index.timings_s.items()})
+    elif not isinstance(index, MosaicIndex):
+        index = index()
+    try:
+        return _coarse(
+            small_feats,
+            index.features,
+            to_full=_scale_matrix(index.factor),
+            phone_to_coarse=phone_to_coarse,
+            nominal_scale=nominal,
+            params=p,
+            phone_shape=shape,
+        )
+    except RegistrationError as exc:
+        errors.append(str(exc))
+        raise RegistrationError("; ".join(errors)) from None
+
+
+@dataclass(frozen=True)
+class _FineMatch:
+    homography: F64
+    geometry: dict[str, float]
+    inliers: int
+    matches: int
+    reprojection_px: float
+    footprint_px: F64
+
+
+def _locate_fine(
+    gray: NDArray[np.uint8],
+    mosaic: MosaicLike,
+    h_coarse: F64,
+    *,
+    nominal: float,
+    factor: int,
+    params: FovParams,
+) -> _FineMatch:
+    """Refine the coarse homography on a full-resolution crop around its footprint, and check it."""
+    p = params
+    shape = (int(gray.shape[0]), int(gray.shape[1]))
+    mrows, mcols = int(mosaic.shape[0]), int(mosaic.shape[1])
     corners_r = np.array([0.0, 0.0, shape[0] - 1.0, shape[0] - 1.0])
     corners_c = np.array([0.0, shape[1] - 1.0, 0.0, shape[1] - 1.0])
     fr, fc = project_points(h_coarse, corners_r, corners_c)
@@ -509,20 +577,7 @@ def match_fov(
             f"fine match: only {100 * inside:.0f}% of the capture lies inside the mosaic "
             f"(need {100 * p.min_inside_fraction:.0f}%)."
         )
-    timings["fine"] = time.perf_counter() - t1
-    timings["total"] = time.perf_counter() - t_start
-    return FovMatch(
-        homography=h_full,
-        scale=geom["scale"],
-        aspect=geom["aspect"],
-        rotation_deg=geom["rotation_deg"],
-        inliers=n_in,
-        matches=int(q.shape[0]),
-        reprojection_px=reproj,
-        footprint_px=footprint,
-        coarse_inliers=coarse_inliers,
-        timings_s=timings,
-    )
+    return _FineMatch(h_full, geom, n_in, int(q.shape[0]), reproj, footprint)
 
 
 def _inside_fraction(polygon_rc: F64, shape: tuple[int, int]) -> float:

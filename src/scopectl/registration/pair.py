@@ -368,6 +368,62 @@ def _opencv_errors() -> Iterator[None]:
         raise RegistrationError(f"OpenCV failed while registering the capture ({first}).") from None
 
 
+def _corrected(phone_rgb: NDArray[np.uint8], correction: DisplacementField | None) -> NDArray[np.uint8]:
+    """The capture with a fixed distortion correction applied (itself when there is none)."""
+    if correction is None:
+        return phone_rgb
+    rows_p, cols_p = phone_rgb.shape[:2]
+    pr, pc = np.meshgrid(
+        np.arange(rows_p, dtype=np.float32), np.arange(cols_p, dtype=np.float32), indexing="ij"
+    )
+    dr, dc = correction.sample(pr, pc)
+    return np.asarray(
+        cv2.remap(phone_rgb, pc + dc, pr + dr, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REFLECT_101),
+        dtype=np.uint8,
+    )
+
+
+def _elastic(
+    moving: F32, reference: F32, geom: PairGeometry, *, params: RegisterParams
+) -> tuple[ElasticResult, F32 | None]:
+    """The elastic registration and its shift map on the registered grid (only the block check, and no shift
+    map, when ``params.elastic`` is off)."""
+    p = params
+    if not p.elastic:
+        return check_only(moving, reference, params=p.elastic_params, margin_px=p.margin_px), None
+    elastic = elastic_register(moving, reference, params=p.elastic_params, margin_px=p.margin_px)
+    rc, cc = geom.registered_centres()
+    shift_map = (elastic.field.sample_grid(rc, cc) / float(p.ratio_fraction)).astype(np.float32)
+    return elastic, shift_map
+
+
+def _judge_alignment(
+    moving: F32, reference: F32, elastic: ElasticResult, match: FovMatch, *, params: RegisterParams
+) -> tuple[ElasticResult, CaptureChecks]:
+    """The capture checks, with the block check redone against the benchtop degraded to the phone's
+    resolution, so that the phone's blur alone does not lower the scores (scopectl.registration.checks)."""
+    p = params
+    rows_t, cols_t = reference.shape
+    fr, fc = elastic.field.sample_grid(
+        np.arange(rows_t, dtype=np.float32), np.arange(cols_t, dtype=np.float32)
+    )
+    sigma = fit_phone_blur(moving, reference, margin_px=p.margin_px, field_rc=(fr, fc))
+    degraded = reference if sigma == 0 else np.asarray(cv2.GaussianBlur(reference, (0, 0), sigma), np.float32)
+    check = check_only(
+        moving, degraded, params=p.elastic_params, margin_px=p.margin_px, initial=elastic.field
+    ).check
+    elastic = dataclasses.replace(elastic, check=check)
+    checks = CaptureChecks(
+        coverage=elastic.coverage,
+        residual_px=elastic.residual_px,
+        consistency=consistency(check.shift_px, check.kept, tolerance_px=p.limits.consistency_px),
+        inlier_ratio=match.inliers / max(1, match.matches),
+        quality=elastic.quality,
+        blur_sigma_px=sigma,
+    )
+    return elastic, checks
+
+
 def register_pair(
     phone_rgb: NDArray[np.uint8],
     mosaic: MosaicLike,
@@ -427,19 +483,8 @@ def register_pair(
     with _opencv_errors():
         p = params or RegisterParams()
         t0 = time.perf_counter()
-        fov_input = phone_rgb
-        if correction is not None:
-            rows_p, cols_p = phone_rgb.shape[:2]
-            pr, pc = np.meshgrid(
-                np.arange(rows_p, dtype=np.float32), np.arange(cols_p, dtype=np.float32), indexing="ij"
-            )
-            dr, dc = correction.sample(pr, pc)
-            fov_input = np.asarray(
-                cv2.remap(phone_rgb, pc + dc, pr + dr, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REFLECT_101),
-                dtype=np.uint8,
-            )
         match = match_fov(
-            fov_input,
+            _corrected(phone_rgb, correction),
             mosaic,
             phone_pixel_um=phone_pixel_um,
             mosaic_pixel_um=mosaic_pixel_um,
@@ -460,45 +505,15 @@ def register_pair(
         unregistered = render_registered(
             phone_rgb, homography=match.homography, geometry=geom, shift_map=None, correction=correction
         )
-        elastic: ElasticResult
-        shift_map: F32 | None = None
-        failure: str | None = None
         t2 = time.perf_counter()
         projected = _project(phone_rgb, match.homography, geom, p.margin_px, correction)
         moving, reference, weights = registration_images(
             projected, target, channel=p.channel, margin_px=p.margin_px
         )
-        if p.elastic:
-            elastic = elastic_register(moving, reference, params=p.elastic_params, margin_px=p.margin_px)
-            rc, cc = geom.registered_centres()
-            shift_map = (elastic.field.sample_grid(rc, cc) / float(ratio)).astype(np.float32)
-        else:
-            elastic = check_only(moving, reference, params=p.elastic_params, margin_px=p.margin_px)
-        # judge the alignment against the benchtop degraded to the phone's resolution, so that the phone's
-        # blur alone does not lower the scores (scopectl.registration.checks)
-        rows_t, cols_t = reference.shape
-        fr, fc = elastic.field.sample_grid(
-            np.arange(rows_t, dtype=np.float32), np.arange(cols_t, dtype=np.float32)
-        )
-        sigma = fit_phone_blur(moving, reference, margin_px=p.margin_px, field_rc=(fr, fc))
-        degraded = (
-            reference if sigma == 0 else np.asarray(cv2.GaussianBlur(reference, (0, 0), sigma), np.float32)
-        )
-        check = check_only(
-            moving, degraded, params=p.elastic_params, margin_px=p.margin_px, initial=elastic.field
-        ).check
-        elastic = dataclasses.replace(elastic, check=check)
-        checks = CaptureChecks(
-            coverage=elastic.coverage,
-            residual_px=elastic.residual_px,
-            consistency=consistency(check.shift_px, check.kept, tolerance_px=p.limits.consistency_px),
-            inlier_ratio=match.inliers / max(1, match.matches),
-            quality=elastic.quality,
-            blur_sigma_px=sigma,
-        )
+        elastic, shift_map = _elastic(moving, reference, geom, params=p)
+        elastic, checks = _judge_alignment(moving, reference, elastic, match, params=p)
         flags = judge(checks, p.limits)
-        if flags:
-            failure = "; ".join(f.describe() for f in flags)
+        failure = "; ".join(f.describe() for f in flags) if flags else None
         t3 = time.perf_counter()
         registered = render_registered(
             phone_rgb, homography=match.homography, geometry=geom, shift_map=shift_map, correction=correction

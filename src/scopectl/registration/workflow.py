@@ -31,7 +31,7 @@ from scopectl.registration.pair import (
     register_pair,
     render_registered,
 )
-from scopectl.store import MosaicInfo, RegistrationRecord, SlideStore
+from scopectl.store import CaptureMeta, MosaicInfo, RegistrationRecord, SlideStore
 
 __all__ = [
     "CaptureReport",
@@ -83,8 +83,8 @@ class CaptureReport:
         }
 
 
-def _prior(meta: dict[str, Any], info: MosaicInfo) -> tuple[float, float] | None:
-    x, y = meta.get("stage_x_um"), meta.get("stage_y_um")
+def _prior(meta: CaptureMeta, info: MosaicInfo) -> tuple[float, float] | None:
+    x, y = meta.stage_x_um, meta.stage_y_um
     if x is None or y is None or not (math.isfinite(x) and math.isfinite(y)):
         return None
     return ((y - info.origin_y_um) / info.pixel_size_um, (x - info.origin_x_um) / info.pixel_size_um)
@@ -207,7 +207,7 @@ def register_slide(
             f"{store.path}: slide '{store.slide_id}' has no benchtop mosaic.",
             hint="Acquire or import the benchtop tiles and stitch them first.",
         )
-    metas = {m["index"]: m for m in store.captures_meta()}
+    metas = {m.index: m for m in store.captures()}
     if not metas:
         raise StoreError(f"{store.path}: slide '{store.slide_id}' has no phone captures to register.")
     indices = list(captures) if captures is not None else sorted(metas)
@@ -224,7 +224,7 @@ def register_slide(
     for i in indices:
         t0 = time.perf_counter()
         rgb, meta = store.read_capture(i)
-        phone_um = float(meta["pixel_size_um"])
+        phone_um = meta.pixel_size_um
         valid_um = (
             math.isfinite(phone_um) and phone_um > 0
         )  # else register_pair reports it as this capture's failure
@@ -301,9 +301,9 @@ def register_slide(
     return reports
 
 
-def flagged_checks(reg: dict[str, Any]) -> CaptureChecks | None:
+def flagged_checks(reg: RegistrationRecord) -> CaptureChecks | None:
     """The stored capture checks of a registration record that has its geometry (None otherwise)."""
-    extra = reg.get("extra") or {}
+    extra = reg.extra or {}
     data = extra.get("checks")
     if not data or "geometry" not in extra:
         return None
@@ -356,17 +356,17 @@ def load_pair(store: SlideStore, capture_index: int, *, allow_flagged: bool = Fa
         If the capture has no successful (or, with ``allow_flagged``, flagged) registration or its
         record is inconsistent.
     """
-    reg = store.read_registration(capture_index)
+    reg = store.registration(capture_index)
     if reg is None:
         raise StoreError(
             f"{store.path}: capture {capture_index} is not registered; run `scopectl register` first."
         )
-    if not reg["ok"] and not (allow_flagged and flagged_checks(reg) is not None):
-        raise StoreError(f"{store.path}: capture {capture_index} failed registration ({reg['reason']}).")
+    if not reg.ok and not (allow_flagged and flagged_checks(reg) is not None):
+        raise StoreError(f"{store.path}: capture {capture_index} failed registration ({reg.reason}).")
     info = store.mosaic_info()
     if info is None:
         raise StoreError(f"{store.path}: slide '{store.slide_id}' has no benchtop mosaic.")
-    extra = reg["extra"]
+    extra = reg.extra
     try:
         geom = PairGeometry.from_dict(extra["geometry"])
     except (KeyError, TypeError, ValueError, RegistrationError):
@@ -374,9 +374,9 @@ def load_pair(store: SlideStore, capture_index: int, *, allow_flagged: bool = Fa
             f"{store.path}: registration record of capture {capture_index} lacks its geometry; register again."
         ) from None
     expected_um = info.pixel_size_um * float(geom.ratio)
-    if not math.isclose(reg["pixel_size_um"], expected_um, rel_tol=1e-6):
+    if not math.isclose(reg.pixel_size_um, expected_um, rel_tol=1e-6):
         raise StoreError(
-            f"{store.path}: capture {capture_index} was registered at {reg['pixel_size_um']:.4g} µm/px but the mosaic "
+            f"{store.path}: capture {capture_index} was registered at {reg.pixel_size_um:.4g} µm/px but the mosaic "
             f"({info.pixel_size_um:.4g} µm/px) × ratio gives {expected_um:.4g}; register the slide again."
         )
     (r0, c0), (rows, cols) = geom.target_origin_px, geom.target_shape_px
@@ -387,13 +387,13 @@ def load_pair(store: SlideStore, capture_index: int, *, allow_flagged: bool = Fa
     rgb, _meta = store.read_capture(capture_index)
     registered = render_registered(
         rgb,
-        homography=np.asarray(reg["homography"], np.float64),
+        homography=np.asarray(reg.homography, np.float64),
         geometry=geom,
-        shift_map=None if reg["shift_map"] is None else np.asarray(reg["shift_map"], np.float32),
+        shift_map=None if reg.shift_map is None else np.asarray(reg.shift_map, np.float32),
         correction=_correction_from_extra(extra),
     )
     target = np.asarray(store.mosaic()[r0 : r0 + rows, c0 : c0 + cols], dtype=np.uint8)
-    sims = reg["similarity_maps"]
+    sims = reg.similarity_maps
     el = extra.get("elastic") or {}
     centres = el.get("check_centres_px")
     similarity = np.asarray(sims[-1], np.float32) if sims else np.zeros((0, 0), np.float32)
@@ -407,11 +407,11 @@ def load_pair(store: SlideStore, capture_index: int, *, allow_flagged: bool = Fa
         registered=registered,
         target=target,
         geometry=geom,
-        quality=float(reg["quality"]),
+        quality=float(reg.quality),
         similarity=similarity,
         check_kept=kept,
         check_centres_px=(np.asarray(centres[0], np.float64), np.asarray(centres[1], np.float64)),
-        input_pixel_size_um=float(reg["pixel_size_um"]),
+        input_pixel_size_um=float(reg.pixel_size_um),
         target_pixel_size_um=info.pixel_size_um,
     )
 
@@ -427,19 +427,19 @@ def accumulate_distortion(stores: Sequence[SlideStore], *, spacing_px: int = 16)
     acc: DistortionAccumulator | None = None
     for store in stores:
         for i in store.registered_indices():
-            reg = store.read_registration(i)
-            if reg is None or not reg["ok"] or reg["shift_map"] is None:
+            reg = store.registration(i)
+            if reg is None or not reg.ok or reg.shift_map is None:
                 continue
-            if reg["extra"].get("correction"):
+            if reg.extra.get("correction"):
                 continue  # registered with a fixed correction already: its δ is not the raw distortion
-            meta = next(m for m in store.captures_meta() if m["index"] == i)
-            shape = (int(meta["shape"][0]), int(meta["shape"][1]))
+            meta = next(m for m in store.captures() if m.index == i)
+            shape = (meta.shape[0], meta.shape[1])
             if acc is None:
                 acc = DistortionAccumulator(shape, spacing_px=spacing_px)
             acc.add(
-                homography=np.asarray(reg["homography"], np.float64),
-                geometry=PairGeometry.from_dict(reg["extra"]["geometry"]),
-                shift_map=np.asarray(reg["shift_map"], np.float32),
+                homography=np.asarray(reg.homography, np.float64),
+                geometry=PairGeometry.from_dict(reg.extra["geometry"]),
+                shift_map=np.asarray(reg.shift_map, np.float32),
                 phone_shape=shape,
                 source={"slide": store.slide_id, "capture": i},
             )

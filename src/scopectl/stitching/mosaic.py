@@ -55,6 +55,60 @@ def mosaic_geometry(
     return corners, shape, (int(origin[0]), int(origin[1]))
 
 
+class _TileCache:
+    """The most recently used tiles of a (lazy) sequence, checked for shape and type when read."""
+
+    def __init__(self, tiles: Sequence[np.ndarray], tile_shape: tuple[int, int], *, size: int) -> None:
+        self.tiles = tiles
+        self.tile_shape = tile_shape
+        self.size = size
+        self._cache: OrderedDict[int, np.ndarray] = OrderedDict()
+
+    def get(self, k: int) -> np.ndarray:
+        if k in self._cache:
+            self._cache.move_to_end(k)
+            return self._cache[k]
+        t = np.asarray(self.tiles[k])
+        if t.shape != (*self.tile_shape, 3) or t.dtype != np.uint8:
+            raise ValueError(f"tile {k} is {t.dtype} {t.shape}, expected uint8 {(*self.tile_shape, 3)}")
+        self._cache[k] = t
+        if len(self._cache) > self.size:
+            self._cache.popitem(last=False)
+        return t
+
+
+def _blend_block(
+    block: tuple[int, int, int, int],
+    *,
+    corners: np.ndarray,
+    cache: _TileCache,
+    weights: np.ndarray,
+    fill: int,
+) -> np.ndarray:
+    """Mosaic rows r0:r1, columns c0:c1 (``block``): the feather-weighted mean of the tiles that overlap it."""
+    r0, r1, c0, c1 = block
+    th, tw = cache.tile_shape
+    acc = np.zeros((r1 - r0, c1 - c0, 3), dtype=np.float32)
+    wsum = np.zeros((r1 - r0, c1 - c0), dtype=np.float32)
+    hits = np.nonzero(
+        (corners[:, 0] < r1) & (corners[:, 0] + th > r0) & (corners[:, 1] < c1) & (corners[:, 1] + tw > c0)
+    )[0]
+    for k in hits:
+        tr, tc = int(corners[k, 0]), int(corners[k, 1])
+        ar0, ar1 = max(r0, tr), min(r1, tr + th)
+        ac0, ac1 = max(c0, tc), min(c1, tc + tw)
+        t = cache.get(int(k))
+        wt = weights[ar0 - tr : ar1 - tr, ac0 - tc : ac1 - tc]
+        acc[ar0 - r0 : ar1 - r0, ac0 - c0 : ac1 - c0] += (
+            t[ar0 - tr : ar1 - tr, ac0 - tc : ac1 - tc].astype(np.float32) * wt[..., None]
+        )
+        wsum[ar0 - r0 : ar1 - r0, ac0 - c0 : ac1 - c0] += wt
+    out = np.full((r1 - r0, c1 - c0, 3), fill, dtype=np.uint8)
+    covered = wsum > 0
+    out[covered] = np.clip(np.rint(acc[covered] / wsum[covered][:, None]), 0, 255).astype(np.uint8)
+    return out
+
+
 def assemble_mosaic(
     tiles: Sequence[np.ndarray],
     *,
@@ -108,22 +162,7 @@ def assemble_mosaic(
         raise ValueError(f"output has shape {tuple(target.shape)}, mosaic needs {shape}")
     weights = feather_weights(tile_shape)
     tiles_per_row = max(1, int(np.ceil(shape[1] / tile_shape[1])) + 1)
-    cache: OrderedDict[int, np.ndarray] = OrderedDict()
-    cache_size = 2 * tiles_per_row + 2
-
-    def get(k: int) -> np.ndarray:
-        if k in cache:
-            cache.move_to_end(k)
-            return cache[k]
-        t = np.asarray(tiles[k])
-        if t.shape != (*tile_shape, 3) or t.dtype != np.uint8:
-            raise ValueError(f"tile {k} is {t.dtype} {t.shape}, expected uint8 {(*tile_shape, 3)}")
-        cache[k] = t
-        if len(cache) > cache_size:
-            cache.popitem(last=False)
-        return t
-
-    th, tw = tile_shape
+    cache = _TileCache(tiles, tile_shape, size=2 * tiles_per_row + 2)
     n_br = -(-shape[0] // block_px)
     n_bc = -(-shape[1] // block_px)
     done = 0
@@ -131,28 +170,9 @@ def assemble_mosaic(
         r0, r1 = bi * block_px, min(shape[0], (bi + 1) * block_px)
         for bj in range(n_bc):
             c0, c1 = bj * block_px, min(shape[1], (bj + 1) * block_px)
-            acc = np.zeros((r1 - r0, c1 - c0, 3), dtype=np.float32)
-            wsum = np.zeros((r1 - r0, c1 - c0), dtype=np.float32)
-            hits = np.nonzero(
-                (corners[:, 0] < r1)
-                & (corners[:, 0] + th > r0)
-                & (corners[:, 1] < c1)
-                & (corners[:, 1] + tw > c0)
-            )[0]
-            for k in hits:
-                tr, tc = int(corners[k, 0]), int(corners[k, 1])
-                ar0, ar1 = max(r0, tr), min(r1, tr + th)
-                ac0, ac1 = max(c0, tc), min(c1, tc + tw)
-                t = get(int(k))
-                wt = weights[ar0 - tr : ar1 - tr, ac0 - tc : ac1 - tc]
-                acc[ar0 - r0 : ar1 - r0, ac0 - c0 : ac1 - c0] += (
-                    t[ar0 - tr : ar1 - tr, ac0 - tc : ac1 - tc].astype(np.float32) * wt[..., None]
-                )
-                wsum[ar0 - r0 : ar1 - r0, ac0 - c0 : ac1 - c0] += wt
-            block = np.full((r1 - r0, c1 - c0, 3), fill, dtype=np.uint8)
-            covered = wsum > 0
-            block[covered] = np.clip(np.rint(acc[covered] / wsum[covered][:, None]), 0, 255).astype(np.uint8)
-            target[r0:r1, c0:c1] = block
+            target[r0:r1, c0:c1] = _blend_block(
+                (r0, r1, c0, c1), corners=corners, cache=cache, weights=weights, fill=fill
+            )
             done += 1
             if progress is not None:
                 progress(done, n_br * n_bc)

@@ -14,6 +14,7 @@ from typing import Any, Protocol
 import numpy as np
 
 from scopectl.errors import InputFileError, StoreError
+from scopectl.store import TileMeta
 
 from .mosaic import WritableArray, assemble_mosaic
 from .pairwise import PairResult, candidate_pairs, null_threshold, register_pair, to_grey
@@ -115,6 +116,48 @@ class StitchResult:
         }
 
 
+#: One measured pair: tile i, tile j, nominal offset, measured offset, correlation, overlap strip shape.
+_Measured = tuple[int, int, tuple[float, float], tuple[float, float], float, tuple[int, int]]
+
+
+def _grey_tiles(tiles: Sequence[np.ndarray], nominal: np.ndarray) -> list[np.ndarray]:
+    """The tiles in grey, checked: at least one, one nominal position each (finite), all of one shape."""
+    n = len(tiles)
+    if n == 0:
+        raise InputFileError("stitching: no tiles given.")
+    if len(nominal) != n:
+        raise InputFileError(f"stitching: {n} tiles but {len(nominal)} nominal positions.")
+    if not np.all(np.isfinite(nominal)):
+        raise InputFileError("stitching: nominal positions must be finite.")
+    grey: list[np.ndarray] = []
+    shape: tuple[int, int] | None = None
+    for k in range(n):
+        g = to_grey(tiles[k])
+        if shape is None:
+            shape = (int(g.shape[0]), int(g.shape[1]))
+        elif g.shape != shape:
+            raise InputFileError(
+                f"stitching: tile {k} is {g.shape}, the first tile is {shape}; tiles must match."
+            )
+        grey.append(g)
+    return grey
+
+
+def _pair_results(measured: list[_Measured], accepted: list[int], *, used: np.ndarray) -> list[PairResult]:
+    """Each measured pair with whether the solve used it, or why not (low correlation, outlier)."""
+    results: list[PairResult] = []
+    acc_index = {k: a for a, k in enumerate(accepted)}
+    for k, (i, j, nom, off, corr, ov) in enumerate(measured):
+        if k not in acc_index:
+            ok, reason = False, "low correlation"
+        elif not used[acc_index[k]]:
+            ok, reason = False, "outlier"
+        else:
+            ok, reason = True, ""
+        results.append(PairResult(i, j, nom, off, float(corr), ok, reason, ov))
+    return results
+
+
 def stitch_tiles(
     tiles: Sequence[np.ndarray],
     *,
@@ -147,27 +190,10 @@ def stitch_tiles(
     """
     cfg = settings if settings is not None else StitchSettings()
     nominal = np.asarray(nominal_positions_px, dtype=np.float64).reshape(-1, 2)
-    n = len(tiles)
-    if n == 0:
-        raise InputFileError("stitching: no tiles given.")
-    if len(nominal) != n:
-        raise InputFileError(f"stitching: {n} tiles but {len(nominal)} nominal positions.")
-    if not np.all(np.isfinite(nominal)):
-        raise InputFileError("stitching: nominal positions must be finite.")
-    grey: list[np.ndarray] = []
-    shape: tuple[int, int] | None = None
-    for k in range(n):
-        g = to_grey(tiles[k])
-        if shape is None:
-            shape = (int(g.shape[0]), int(g.shape[1]))
-        elif g.shape != shape:
-            raise InputFileError(
-                f"stitching: tile {k} is {g.shape}, the first tile is {shape}; tiles must match."
-            )
-        grey.append(g)
-    assert shape is not None
+    grey = _grey_tiles(tiles, nominal)
+    shape = (int(grey[0].shape[0]), int(grey[0].shape[1]))
     cand = candidate_pairs(nominal, shape, min_overlap_px=cfg.min_overlap_px)
-    measured: list[tuple[int, int, tuple[float, float], tuple[float, float], float, tuple[int, int]]] = []
+    measured: list[_Measured] = []
     for k, (i, j) in enumerate(cand):
         nom = (float(nominal[j, 0] - nominal[i, 0]), float(nominal[j, 1] - nominal[i, 1]))
         off, corr, ov = register_pair(
@@ -194,16 +220,7 @@ def stitch_tiles(
         prior_weight=cfg.prior_weight,
         max_residual_px=cfg.max_residual_px,
     )
-    pair_results: list[PairResult] = []
-    acc_index = {k: a for a, k in enumerate(accepted)}
-    for k, (i, j, nom, off, corr, ov) in enumerate(measured):
-        if k not in acc_index:
-            ok, reason = False, "low correlation"
-        elif not sol.used[acc_index[k]]:
-            ok, reason = False, "outlier"
-        else:
-            ok, reason = True, ""
-        pair_results.append(PairResult(i, j, nom, off, float(corr), ok, reason, ov))
+    pair_results = _pair_results(measured, accepted, used=sol.used)
     mosaic: WritableArray | None = None
     origin = (0, 0)
     if assemble:
@@ -245,9 +262,9 @@ def nominal_positions_from_stage(
 class TileStore(Protocol):
     """The part of :class:`scopectl.store.SlideStore` that :func:`stitch_store` uses."""
 
-    def tiles_meta(self) -> list[dict[str, Any]]: ...
+    def tiles_meta(self) -> list[TileMeta]: ...
 
-    def read_tile(self, index: int) -> tuple[np.ndarray, dict[str, Any]]: ...
+    def read_tile(self, index: int) -> tuple[np.ndarray, TileMeta]: ...
 
     def write_mosaic(
         self,
@@ -297,25 +314,25 @@ def stitch_store(
     meta = store.tiles_meta()
     if not meta:
         raise StoreError("stitching: the store has no benchtop tiles.", hint="Run a tile scan first.")
-    latest: dict[tuple[int, int], dict[str, Any]] = {}
+    latest: dict[tuple[int, int], TileMeta] = {}
     for m in meta:
-        latest[(int(m["row"]), int(m["col"]))] = m
-    chosen = sorted(latest.values(), key=lambda m: int(m["index"]))
-    sizes = {round(float(m["pixel_size_um"]), 9) for m in chosen}
+        latest[(m.row, m.col)] = m
+    chosen = sorted(latest.values(), key=lambda m: m.index)
+    sizes = {round(m.pixel_size_um, 9) for m in chosen}
     if len(sizes) != 1:
         raise StoreError(
             f"stitching: tiles have different pixel sizes {sorted(sizes)}; cannot stitch them together."
         )
-    shapes = {tuple(int(v) for v in m["shape"][:2]) for m in chosen if "shape" in m}
+    shapes = {m.shape[:2] for m in chosen}
     if len(shapes) > 1:
         raise StoreError(
             f"stitching: tiles have different shapes {sorted(shapes)}; cannot stitch them together."
         )
-    px = float(chosen[0]["pixel_size_um"])
-    tiles = _LazyTiles(store, [int(m["index"]) for m in chosen])
+    px = chosen[0].pixel_size_um
+    tiles = _LazyTiles(store, [m.index for m in chosen])
     tile_shape = next(iter(shapes)) if shapes else tuple(int(v) for v in np.asarray(tiles[0]).shape[:2])
     nominal = nominal_positions_from_stage(
-        np.array([[m["stage_x_um"], m["stage_y_um"]] for m in chosen], dtype=np.float64),
+        np.array([[m.stage_x_um, m.stage_y_um] for m in chosen], dtype=np.float64),
         pixel_size_um=px,
         tile_shape=(int(tile_shape[0]), int(tile_shape[1])),
     )

@@ -151,6 +151,11 @@ class SafeDataset:
         return int(self._ds.ndim)
 
     @property
+    def chunks(self) -> tuple[int, ...] | None:
+        chunks = self._ds.chunks
+        return None if chunks is None else tuple(int(v) for v in chunks)
+
+    @property
     def attrs(self) -> Any:
         return self._ds.attrs
 

@@ -158,37 +158,11 @@ def import_slide(
     """
     validate_slide_id(slide_id)
     path = Path(path)
-    if not phone_files:
-        raise InputFileError("no phone images given.", hint="Pass --phone FILE (DNG, JPEG, TIFF or PNG).")
-    if not benchtop_files:
-        raise InputFileError(
-            "no benchtop images given.", hint="Pass --benchtop FILE (one mosaic or several tiles)."
-        )
-    if len(benchtop_files) > 1 and grid is None:
-        raise InputFileError(
-            f"{len(benchtop_files)} benchtop files given without a layout.",
-            hint="Pass --benchtop-grid ROWSxCOLS (files in row-major order) and --benchtop-overlap FRACTION.",
-        )
-    if grid is not None and grid.rows * grid.cols != len(benchtop_files):
-        raise InputFileError(
-            f"--benchtop-grid {grid.rows}x{grid.cols} needs {grid.rows * grid.cols} files, got {len(benchtop_files)}."
-        )
-    if path.exists() and not force:
-        raise StoreExistsError(
-            f"{path}: slide '{slide_id}' already exists.",
-            hint="Use another --slide id, or --force to replace it.",
-        )
+    _check_arguments(path, slide_id, phone_files, benchtop_files, grid=grid, force=force)
     say = on_progress or (lambda _msg: None)
 
     # 1. Read and validate everything before writing anything.
-    phone = []
-    for f in phone_files:
-        say(f"reading {f}")
-        phone.append(read_image(f))
-    bench = []
-    for f in benchtop_files:
-        say(f"reading {f}")
-        bench.append(read_image(f))
+    phone, bench = _read_images(phone_files, say=say), _read_images(benchtop_files, say=say)
     phone_px = _pixel_size(phone, phone_um_per_px, "phone", "--phone-um-per-px")
     bench_px = _pixel_size(bench, benchtop_um_per_px, "benchtop", "--benchtop-um-per-px")
     if grid is not None:
@@ -209,70 +183,30 @@ def import_slide(
             raise StoreExistsError(
                 f"{path}: slide '{slide_id}' already exists.", hint="Use --force to replace it."
             )
-        rig = {
-            "kind": "import",
+        files = {
             "phone_files": [str(f) for f in phone_files],
             "benchtop_files": [str(f) for f in benchtop_files],
         }
         with SlideStore.create(
             tmp,
             slide_id=slide_id,
-            rig=rig,
+            rig={"kind": "import", **files},
             simulated=False,
             force=True,
             display_path=path,
             space_hint="Free some space (or choose another --root), then run the same import again.",
         ) as store:
-            for i, img in enumerate(phone):
-                store.add_capture(_capture_record(img, i, phone_px))
-            if grid is None:
-                say("writing the benchtop mosaic")
-                store.write_mosaic(
-                    bench[0].rgb,
-                    pixel_size_um=bench_px,
-                    origin_x_um=0.0,
-                    origin_y_um=0.0,
-                    method={"kind": "imported mosaic", "file": bench[0].path.name},
-                )
-            else:
-                tile_rows, tile_cols = bench[0].rgb.shape[:2]
-                step_r = tile_rows * (1.0 - grid.overlap)
-                step_c = tile_cols * (1.0 - grid.overlap)
-                nominal = np.array(
-                    [[r * step_r, c * step_c] for r in range(grid.rows) for c in range(grid.cols)],
-                    dtype=np.float64,
-                )
-                for k, img in enumerate(bench):
-                    r, c = divmod(k, grid.cols)
-                    store.add_tile(
-                        TileRecord(
-                            rgb=img.rgb,
-                            row=r,
-                            col=c,
-                            stage_x_um=float(nominal[k, 1] * bench_px),
-                            stage_y_um=float(nominal[k, 0] * bench_px),
-                            stage_z_um=float("nan"),
-                            pixel_size_um=bench_px,
-                            focus_score=float("nan"),
-                            timestamp=img.path.stat().st_mtime,
-                            exposure_ms=float("nan"),
-                            extra={"imported_from": str(img.path.resolve()), "nominal_position": "from grid"},
-                        )
-                    )
-                say("stitching the benchtop tiles")
-                assert stitcher is not None
-                stitcher(store)
-            store.log(
-                "imported",
-                phone_files=[str(f) for f in phone_files],
-                benchtop_files=[str(f) for f in benchtop_files],
-                phone_pixel_size_um=phone_px,
-                benchtop_pixel_size_um=bench_px,
-                at=time.time(),
+            shape = _fill_slide(
+                store,
+                phone,
+                bench,
+                phone_px=phone_px,
+                bench_px=bench_px,
+                grid=grid,
+                stitcher=stitcher,
+                say=say,
+                log=files,
             )
-            mi = store.mosaic_info()
-            assert mi is not None
-            shape = (mi.rows, mi.cols)
         os.replace(tmp, path)
     except OSError as exc:
         with contextlib.suppress(FileNotFoundError):
@@ -293,3 +227,116 @@ def import_slide(
         phone_pixel_size_um=phone_px,
         benchtop_pixel_size_um=bench_px,
     )
+
+
+def _read_images(files: Sequence[Path], *, say: Callable[[str], None]) -> list[ImageFile]:
+    """Read and check every file (an error names the first bad one)."""
+    images = []
+    for f in files:
+        say(f"reading {f}")
+        images.append(read_image(f))
+    return images
+
+
+def _fill_slide(
+    store: SlideStore,
+    phone: Sequence[ImageFile],
+    bench: Sequence[ImageFile],
+    *,
+    phone_px: float,
+    bench_px: float,
+    grid: TileGrid | None,
+    stitcher: Callable[[SlideStore], Any] | None,
+    say: Callable[[str], None],
+    log: dict[str, Any],
+) -> tuple[int, int]:
+    """Write the captures and the benchtop mosaic (or tiles, stitched) into a new slide, and log the import
+    (``log`` names the files); returns the mosaic's (rows, cols)."""
+    for i, img in enumerate(phone):
+        store.add_capture(_capture_record(img, i, phone_px))
+    if grid is None:
+        say("writing the benchtop mosaic")
+        store.write_mosaic(
+            bench[0].rgb,
+            pixel_size_um=bench_px,
+            origin_x_um=0.0,
+            origin_y_um=0.0,
+            method={"kind": "imported mosaic", "file": bench[0].path.name},
+        )
+    else:
+        assert stitcher is not None
+        _write_tiles(store, bench, grid=grid, pixel_size_um=bench_px)
+        say("stitching the benchtop tiles")
+        stitcher(store)
+    store.log(
+        "imported",
+        **log,
+        phone_pixel_size_um=phone_px,
+        benchtop_pixel_size_um=bench_px,
+        at=time.time(),
+    )
+    mi = store.mosaic_info()
+    assert mi is not None
+    return (mi.rows, mi.cols)
+
+
+def _check_arguments(
+    path: Path,
+    slide_id: str,
+    phone_files: Sequence[Path],
+    benchtop_files: Sequence[Path],
+    *,
+    grid: TileGrid | None,
+    force: bool,
+) -> None:
+    """Refuse missing inputs, a tile count that does not fit the grid, and an existing slide."""
+    if not phone_files:
+        raise InputFileError("no phone images given.", hint="Pass --phone FILE (DNG, JPEG, TIFF or PNG).")
+    if not benchtop_files:
+        raise InputFileError(
+            "no benchtop images given.", hint="Pass --benchtop FILE (one mosaic or several tiles)."
+        )
+    if len(benchtop_files) > 1 and grid is None:
+        raise InputFileError(
+            f"{len(benchtop_files)} benchtop files given without a layout.",
+            hint="Pass --benchtop-grid ROWSxCOLS (files in row-major order) and --benchtop-overlap FRACTION.",
+        )
+    if grid is not None and grid.rows * grid.cols != len(benchtop_files):
+        raise InputFileError(
+            f"--benchtop-grid {grid.rows}x{grid.cols} needs {grid.rows * grid.cols} files, got {len(benchtop_files)}."
+        )
+    if path.exists() and not force:
+        raise StoreExistsError(
+            f"{path}: slide '{slide_id}' already exists.",
+            hint="Use another --slide id, or --force to replace it.",
+        )
+
+
+def _write_tiles(
+    store: SlideStore, bench: Sequence[ImageFile], *, grid: TileGrid, pixel_size_um: float
+) -> None:
+    """Store imported benchtop tiles at their nominal grid positions (row-major; ``grid.overlap`` apart)."""
+    tile_rows, tile_cols = bench[0].rgb.shape[:2]
+    step_r = tile_rows * (1.0 - grid.overlap)
+    step_c = tile_cols * (1.0 - grid.overlap)
+    nominal = np.array(
+        [[r * step_r, c * step_c] for r in range(grid.rows) for c in range(grid.cols)],
+        dtype=np.float64,
+    )
+    for k, img in enumerate(bench):
+        r, c = divmod(k, grid.cols)
+        store.add_tile(
+            TileRecord(
+                rgb=img.rgb,
+                row=r,
+                col=c,
+                stage_x_um=float(nominal[k, 1] * pixel_size_um),
+                stage_y_um=float(nominal[k, 0] * pixel_size_um),
+                stage_z_um=float("nan"),
+                pixel_size_um=pixel_size_um,
+                focus_score=float("nan"),
+                timestamp=img.path.stat().st_mtime,
+                exposure_ms=float("nan"),
+                extra={"imported_from": str(img.path.resolve()), "nominal_position": "from grid"},
+            )
+        )

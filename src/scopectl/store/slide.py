@@ -30,6 +30,7 @@ but the item bookkeeping here does not).
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import functools
 import hashlib
 import json
@@ -235,6 +236,72 @@ class MosaicInfo:
     origin_y_um: float
     rows: int
     cols: int
+
+
+@dataclass(frozen=True)
+class TileMeta:
+    """A stored tile as :class:`TileRecord` wrote it, without its pixels (:meth:`SlideStore.read_tile` reads them)."""
+
+    index: int
+    row: int
+    col: int
+    stage_x_um: float
+    stage_y_um: float
+    stage_z_um: float
+    pixel_size_um: float
+    focus_score: float
+    exposure_ms: float
+    timestamp: float
+    shape: tuple[int, ...]
+    extra: dict[str, Any]
+
+
+@dataclass(frozen=True)
+class CaptureMeta:
+    """A stored capture as :class:`CaptureRecord` wrote it, without its pixels and raw bytes.
+
+    ``raw`` maps each stored raw file (``dng``, ``jpeg``, ``source``) to its size in bytes
+    (:meth:`SlideStore.read_capture_raw` reads them); NaN-stored unknowns are ``None``.
+    """
+
+    index: int
+    field_index: int
+    pixel_size_um: float
+    source_name: str
+    settings: dict[str, Any]
+    led_state: dict[str, Any]
+    battery_mv: float | None
+    stage_x_um: float | None
+    stage_y_um: float | None
+    timestamp: float
+    latencies_s: dict[str, float]
+    extra: dict[str, Any]
+    shape: tuple[int, ...]
+    raw: dict[str, int]
+
+    @property
+    def flags(self) -> list[str]:
+        """The acquisition-time check failures recorded with the capture (``extra["flags"]``)."""
+        flags = self.extra.get("flags")
+        return [str(f) for f in flags] if isinstance(flags, list) else []
+
+
+@dataclass(frozen=True)
+class ProvenanceEvent:
+    """One entry of the slide's provenance log, as :meth:`SlideStore.log` wrote it."""
+
+    time: str
+    event: str
+    details: dict[str, Any] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        """The entry as stored: ``{"time": ..., "event": ..., **details}``."""
+        return {"time": self.time, "event": self.event, **self.details}
+
+    @classmethod
+    def from_dict(cls, entry: dict[str, Any]) -> ProvenanceEvent:
+        details = {k: v for k, v in entry.items() if k not in ("time", "event")}
+        return cls(time=str(entry.get("time", "")), event=str(entry.get("event", "")), details=details)
 
 
 class SlideStore:
@@ -526,28 +593,28 @@ class SlideStore:
         return sum(1 for _ in self._items("benchtop/tiles"))
 
     @_reads("the benchtop tiles")
-    def tiles_meta(self) -> list[dict[str, Any]]:
-        """Metadata of every complete tile, in index order."""
+    def tiles_meta(self) -> list[TileMeta]:
+        """Every complete tile (without pixels), in index order."""
         return [self._tile_meta(i, g) for i, g in self._items("benchtop/tiles")]
 
     @staticmethod
-    def _tile_meta(index: int, g: h5py.Group) -> dict[str, Any]:
-        return {
-            "index": index,
-            "row": attr_int(g, "row"),
-            "col": attr_int(g, "col"),
-            "stage_x_um": attr_float(g, "stage_x_um"),
-            "stage_y_um": attr_float(g, "stage_y_um"),
-            "stage_z_um": attr_float(g, "stage_z_um"),
-            "pixel_size_um": attr_float(g, "pixel_size_um"),
-            "focus_score": attr_float(g, "focus_score"),
-            "exposure_ms": attr_float(g, "exposure_ms"),
-            "timestamp": attr_float(g, "timestamp"),
-            "shape": [int(v) for v in _rgb_dataset(g, f"tile {index}").shape],
-            "extra": attr_json(g, "extra_json"),
-        }
+    def _tile_meta(index: int, g: h5py.Group) -> TileMeta:
+        return TileMeta(
+            index=index,
+            row=attr_int(g, "row"),
+            col=attr_int(g, "col"),
+            stage_x_um=attr_float(g, "stage_x_um"),
+            stage_y_um=attr_float(g, "stage_y_um"),
+            stage_z_um=attr_float(g, "stage_z_um"),
+            pixel_size_um=attr_float(g, "pixel_size_um"),
+            focus_score=attr_float(g, "focus_score"),
+            exposure_ms=attr_float(g, "exposure_ms"),
+            timestamp=attr_float(g, "timestamp"),
+            shape=tuple(int(v) for v in _rgb_dataset(g, f"tile {index}").shape),
+            extra=attr_json(g, "extra_json"),
+        )
 
-    def read_tile(self, index: int) -> tuple[np.ndarray, dict[str, Any]]:
+    def read_tile(self, index: int) -> tuple[np.ndarray, TileMeta]:
         g = self._get_item("benchtop/tiles", index, "tile")
         with reading(self.path, f"tile {index}"):
             meta = self._tile_meta(index, g)
@@ -694,34 +761,39 @@ class SlideStore:
         return sum(1 for _ in self._items("phone/captures"))
 
     @_reads("the phone captures")
+    def captures(self) -> list[CaptureMeta]:
+        """Every complete capture (without pixels), in index order."""
+        return [self._capture_meta(i, g) for i, g in self._items("phone/captures")]
+
     def captures_meta(self) -> list[dict[str, Any]]:
-        """Metadata of every complete capture, in index order."""
-        out = []
-        for i, g in self._items("phone/captures"):
-            out.append(self._capture_meta(i, g))
-        return out
+        """:meth:`captures` as dicts indexed by field name.
+
+        Kept only for the callers not yet moved to :meth:`captures` (``evaluation/heldout.py``,
+        ``benchmarks/cross_domain.py``); new code uses the typed records.
+        """
+        return [dataclasses.asdict(m) for m in self.captures()]
 
     @staticmethod
-    def _capture_meta(index: int, g: h5py.Group) -> dict[str, Any]:
+    def _capture_meta(index: int, g: h5py.Group) -> CaptureMeta:
         what = f"capture {index}"
-        return {
-            "index": index,
-            "field_index": attr_int(g, "field_index"),
-            "pixel_size_um": attr_float(g, "pixel_size_um"),
-            "source_name": attr_str(g, "source_name"),
-            "settings": attr_json(g, "settings_json"),
-            "led_state": attr_json(g, "led_state_json"),
-            "battery_mv": _opt(attr_float(g, "battery_mv")),
-            "stage_x_um": _opt(attr_float(g, "stage_x_um")),
-            "stage_y_um": _opt(attr_float(g, "stage_y_um")),
-            "timestamp": attr_float(g, "timestamp"),
-            "latencies_s": attr_json(g, "latencies_json"),
-            "extra": attr_json(g, "extra_json"),
-            "shape": [int(v) for v in _rgb_dataset(g, what).shape],
-            "raw": {k: attr_int(g[k], "size") for k in _RAW_KINDS if k in g},
-        }
+        return CaptureMeta(
+            index=index,
+            field_index=attr_int(g, "field_index"),
+            pixel_size_um=attr_float(g, "pixel_size_um"),
+            source_name=attr_str(g, "source_name"),
+            settings=attr_json(g, "settings_json"),
+            led_state=attr_json(g, "led_state_json"),
+            battery_mv=_opt(attr_float(g, "battery_mv")),
+            stage_x_um=_opt(attr_float(g, "stage_x_um")),
+            stage_y_um=_opt(attr_float(g, "stage_y_um")),
+            timestamp=attr_float(g, "timestamp"),
+            latencies_s=attr_json(g, "latencies_json"),
+            extra=attr_json(g, "extra_json"),
+            shape=tuple(int(v) for v in _rgb_dataset(g, what).shape),
+            raw={k: attr_int(g[k], "size") for k in _RAW_KINDS if k in g},
+        )
 
-    def read_capture(self, index: int) -> tuple[np.ndarray, dict[str, Any]]:
+    def read_capture(self, index: int) -> tuple[np.ndarray, CaptureMeta]:
         g = self._get_item("phone/captures", index, "capture")
         with reading(self.path, f"capture {index}"):
             meta = self._capture_meta(index, g)
@@ -780,9 +852,23 @@ class SlideStore:
         a["extra_json"] = _json(rec.extra)
         self._commit(g)
 
-    @_reads("the registrations")
     def read_registration(self, capture_index: int) -> dict[str, Any] | None:
-        """A capture's registration (arrays and attributes), or None if it has none."""
+        """:meth:`registration` as a dict indexed by field name (with ``capture_index``).
+
+        Kept only for the callers not yet moved to :meth:`registration` (``evaluation/heldout.py``,
+        ``benchmarks/cross_domain.py``); new code uses the typed record.
+        """
+        rec = self.registration(capture_index)
+        if rec is None:
+            return None
+        return {
+            "capture_index": capture_index,
+            **{f.name: getattr(rec, f.name) for f in dataclasses.fields(rec)},
+        }
+
+    @_reads("the registrations")
+    def registration(self, capture_index: int) -> RegistrationRecord | None:
+        """A capture's registration as it was written, or None if it has none."""
         grp = self._h5.get("registration")
         g = _safe_item(grp, f"{capture_index:05d}") if isinstance(grp, h5py.Group) else None
         if g is None or not attr_bool(g, "complete", default=False):
@@ -801,20 +887,19 @@ class SlideStore:
         maps = [np.asarray(sim[k][()], dtype=np.float32) for k in levels]
         if any(k.split("_")[-1] != str(n) for n, k in enumerate(levels)) or any(m.ndim != 2 for m in maps):
             raise ValueError(f"{what}: similarity maps are not level_0..level_N of 2-D arrays")
-        return {
-            "capture_index": capture_index,
-            "ok": attr_bool(g, "ok"),
-            "reason": attr_str(g, "reason"),
-            "homography": hom,
-            "shift_map": shift,
-            "similarity_maps": maps,
-            "scale": attr_float(g, "scale"),
-            "inliers": attr_int(g, "inliers"),
-            "quality": attr_float(g, "quality"),
-            "pixel_size_um": attr_float(g, "pixel_size_um"),
-            "residual_px": _opt(attr_float(g, "residual_px")),
-            "extra": attr_json(g, "extra_json"),
-        }
+        return RegistrationRecord(
+            ok=attr_bool(g, "ok"),
+            reason=attr_str(g, "reason"),
+            homography=hom,
+            scale=attr_float(g, "scale"),
+            inliers=attr_int(g, "inliers"),
+            shift_map=shift,
+            similarity_maps=maps,
+            quality=attr_float(g, "quality"),
+            pixel_size_um=attr_float(g, "pixel_size_um"),
+            residual_px=_opt(attr_float(g, "residual_px")),
+            extra=attr_json(g, "extra_json"),
+        )
 
     @_reads("the registrations")
     def registered_indices(self) -> list[int]:
@@ -833,13 +918,16 @@ class SlideStore:
         self._h5.flush()
 
     @_reads("the provenance log")
-    def provenance(self) -> list[dict[str, Any]]:
+    def provenance(self) -> list[ProvenanceEvent]:
+        """The provenance log, oldest first (entries that are not JSON objects are skipped)."""
         ds = self._h5["provenance/log"]
         out = []
         for raw in ds[()]:
             text = raw.decode("utf-8") if isinstance(raw, bytes) else str(raw)
             with contextlib.suppress(ValueError):
-                out.append(json.loads(text))
+                entry = json.loads(text)
+                if isinstance(entry, dict):
+                    out.append(ProvenanceEvent.from_dict(entry))
         return out
 
     # ------------------------------------------------------------------ summary and checks
@@ -854,7 +942,7 @@ class SlideStore:
         (``scopectl import``, written whole or not at all) plans what it holds.  ``complete`` means the mosaic
         exists and every planned field was captured; flagged fields are counted, not held against it.
         """
-        latest = {int(m["field_index"]): m for m in self.captures_meta()}
+        latest = {m.field_index: m for m in self.captures()}
         planned = self.plan().get("fields")
         planned_fields = len(planned) if isinstance(planned, list) else None
         planned_indices = (
@@ -863,7 +951,7 @@ class SlideStore:
             else set(latest)
         )
         acquired = sum(1 for i in latest if i in planned_indices)
-        flagged = sorted(i for i, m in latest.items() if m["extra"].get("flags"))
+        flagged = sorted(i for i, m in latest.items() if m.extra.get("flags"))
         scan = attr_json(self._h5, "scan_plan_json", default={})
         grid = scan.get("grid_shape") if isinstance(scan, dict) else None
         planned_tiles = int(grid[0]) * int(grid[1]) if isinstance(grid, list) and len(grid) == 2 else None
@@ -885,7 +973,7 @@ class SlideStore:
     def info(self) -> dict[str, Any]:
         """A JSON-serialisable summary of the slide."""
         mi = self.mosaic_info()
-        regs = [self.read_registration(i) for i in self.registered_indices()]
+        regs = [self.registration(i) for i in self.registered_indices()]
         return {
             "path": str(self.path),
             "slide_id": self.slide_id,
@@ -898,8 +986,8 @@ class SlideStore:
             "protocol": self.protocol().get("name"),
             "tiles": self.tile_count(),
             "captures": self.capture_count(),
-            "registered_ok": sum(1 for r in regs if r is not None and r["ok"]),
-            "registered_failed": sum(1 for r in regs if r is not None and not r["ok"]),
+            "registered_ok": sum(1 for r in regs if r is not None and r.ok),
+            "registered_failed": sum(1 for r in regs if r is not None and not r.ok),
             "mosaic": None
             if mi is None
             else {
@@ -939,7 +1027,7 @@ class SlideStore:
     def _capture_pixels(self, index: int) -> np.ndarray:
         return self.read_capture(index)[0]
 
-    def _item_meta(self, parent: str, index: int) -> dict[str, Any]:
+    def _item_meta(self, parent: str, index: int) -> TileMeta | CaptureMeta:
         if parent == "benchtop/tiles":
             return self._tile_meta(index, self._get_item(parent, index, "tile"))
         return self._capture_meta(index, self._get_item(parent, index, "capture"))
@@ -1009,7 +1097,7 @@ class SlideStore:
                     checked += 1
                     read_bytes += len(data)
         for i in check("registrations", self.registered_indices) or []:
-            rec = check(f"registration {i}", functools.partial(self.read_registration, i))
+            rec = check(f"registration {i}", functools.partial(self.registration, i))
             if rec is not None and i not in captures:
                 problems.append(f"registration {i}: refers to a missing capture")
         mosaic_ok = False

@@ -136,6 +136,18 @@ class _Pulled:
     created: bool
 
 
+@dataclass
+class _PulledPhoto:
+    """The local files of one photo, their SHA-256, and how the transfer went."""
+
+    local: dict[str, Path] = field(default_factory=dict)
+    digests: dict[str, str] = field(default_factory=dict)
+    attempts: int = 0
+    verified: bool = True
+    pull_s: float = 0.0
+    settings: dict[str, Any] = field(default_factory=dict)
+
+
 class _Retry(Exception):
     """A transfer failed in a way another attempt may fix."""
 
@@ -382,65 +394,15 @@ class PhoneCamera:
         complete_since: dict[str, float] = {}
         while True:
             now = time.time()
-            # each listing ends by the capture's deadline (at least one poll interval), so a phone that
-            # trickles its listing cannot stretch the wait beyond what the error message says
-            budget = min(t.command_s, max(deadline - now, t.poll_interval_s))
-            try:
-                listing, _ = self._listing(tolerated=tolerated, timeout_s=budget)
-            except DeviceError as exc:
-                # the photo may well be on its way: a dropped connection is re-established while time is left
-                if isinstance(exc, DeviceTimeoutError) and time.time() >= deadline:
-                    raise DeviceTimeoutError(
-                        f"phone {self.address}: no complete photo listed within {t.capture_s:g} s of the shutter "
-                        f"key: listing {profile.camera_dir} did not finish in time ({exc.message}).",
-                        hint="The phone answers too slowly: check it, or raise timeouts.capture_s.",
-                    ) from None
-                if isinstance(exc, DeviceProtocolError) or not self._link.broken or time.time() >= deadline:
-                    raise
-                _LOG.warning(
-                    "phone %s: %s; reconnecting while waiting for the photo", self.address, exc.message
-                )
-                time.sleep(t.poll_interval_s)
-                continue
-            groups: dict[str, dict[str, str]] = {}
-            stale_stems: set[str] = set()
-            for name, entry in listing.items():
-                kind_stem = self._kind(name)
-                if kind_stem is None:
-                    continue
-                kind, stem = kind_stem
-                if name in before:
-                    stale_stems.add(stem)
-                    continue
-                if name.startswith("."):
-                    continue  # a temporary file still being written
-                if not stat.S_ISREG(entry.mode):
-                    continue
-                if entry.size > self.max_file_bytes:
-                    raise DeviceProtocolError(
-                        f"phone {self.address}: {name} is {entry.size} bytes, above max_file_bytes "
-                        f"{self.max_file_bytes}; raise the cap if that is a real photo."
-                    )
-                if first_seen is None:
-                    first_seen = now
-                history.setdefault(name, _SizeHistory()).observe(entry.size, now)
-                groups.setdefault(stem, {})[kind] = name
-            ready: dict[str, dict[str, str]] = {}
-            for stem, files in groups.items():
-                if stem in stale_stems:
-                    continue  # belongs to an earlier photo whose other file arrived late
-                stable = all(
-                    history[n].stable(now, polls=profile.stable_polls, min_s=t.stable_s)
-                    for n in files.values()
-                )
-                if stable and required <= files.keys() and files:
-                    complete_since.setdefault(stem, now)
-                    optional_missing = {"dng", "jpeg"} - files.keys()
-                    waited = now - complete_since[stem]
-                    if not optional_missing or waited >= t.pair_grace_s or now >= deadline:
-                        ready[stem] = files
-                else:
-                    complete_since.pop(stem, None)
+            listing = self._poll_listing(tolerated, deadline=deadline, now=now)
+            if listing is None:
+                continue  # reconnected: list again
+            groups, stale_stems = self._new_files(listing, before, history, now=now)
+            if groups and first_seen is None:
+                first_seen = now
+            ready = self._ready_photos(
+                groups, stale_stems, history, complete_since, now=now, deadline=deadline, required=required
+            )
             if len(ready) > 1:
                 raise DeviceProtocolError(
                     f"phone {self.address}: {len(ready)} new photos appeared ({', '.join(sorted(ready))}) for one "
@@ -452,30 +414,126 @@ class PhoneCamera:
                 assert first_seen is not None
                 return files, final_sizes, first_seen - key_time, now - key_time
             if now >= deadline:
-                fresh = {stem: files for stem, files in groups.items() if stem not in stale_stems}
-                incomplete = [(stem, files) for stem, files in fresh.items() if not required <= files.keys()]
-                if fresh and not incomplete:
-                    growing = ", ".join(sorted(n for files in fresh.values() for n in files.values()))
-                    detail = f"{growing} did not reach a stable size"
-                    hint = "the phone writes slowly: raise timeouts.capture_s."
-                elif incomplete:
-                    files = incomplete[0][1]
-                    missing = " + ".join(sorted(required - files.keys())).upper()
-                    detail = f"only {', '.join(sorted(files.values()))} appeared (no {missing})"
-                    hint = (
-                        "enable RAW+JPEG in the camera app, or choose a profile that does not require both."
-                    )
-                else:
-                    detail = f"no new photo appeared in {profile.camera_dir}"
-                    hint = (
-                        "check that the camera app is open in photo mode and reacts to "
-                        f"{' '.join(profile.capture_keys)}, that the screen is on and that storage is not full"
-                        f"{self._free_space_note()}."
-                    )
-                raise DeviceTimeoutError(
-                    f"phone {self.address}: {detail} within {t.capture_s:g} s of the shutter key; {hint}"
-                )
+                raise self._no_photo_error(groups, stale_stems, required)
             time.sleep(min(t.poll_interval_s, max(0.0, deadline - time.time()) + 0.001))
+
+    def _poll_listing(
+        self, tolerated: frozenset[bytes], *, deadline: float, now: float
+    ) -> dict[str, RemoteEntry] | None:
+        """One listing of the camera folder, or None after a dropped connection (re-established while the
+        capture's time is left)."""
+        t = self.timeouts
+        # each listing ends by the capture's deadline (at least one poll interval), so a phone that
+        # trickles its listing cannot stretch the wait beyond what the error message says
+        budget = min(t.command_s, max(deadline - now, t.poll_interval_s))
+        try:
+            listing, _ = self._listing(tolerated=tolerated, timeout_s=budget)
+        except DeviceError as exc:
+            # the photo may well be on its way: a dropped connection is re-established while time is left
+            if isinstance(exc, DeviceTimeoutError) and time.time() >= deadline:
+                raise DeviceTimeoutError(
+                    f"phone {self.address}: no complete photo listed within {t.capture_s:g} s of the shutter "
+                    f"key: listing {self.profile.camera_dir} did not finish in time ({exc.message}).",
+                    hint="The phone answers too slowly: check it, or raise timeouts.capture_s.",
+                ) from None
+            if isinstance(exc, DeviceProtocolError) or not self._link.broken or time.time() >= deadline:
+                raise
+            _LOG.warning("phone %s: %s; reconnecting while waiting for the photo", self.address, exc.message)
+            time.sleep(t.poll_interval_s)
+            return None
+        return listing
+
+    def _new_files(
+        self,
+        listing: dict[str, RemoteEntry],
+        before: dict[str, RemoteEntry],
+        history: dict[str, _SizeHistory],
+        *,
+        now: float,
+    ) -> tuple[dict[str, dict[str, str]], set[str]]:
+        """The photo files listed since the shutter key, grouped by stem ({stem: {kind: name}}), with their
+        sizes recorded in ``history``; and the stems of photos that were there before."""
+        groups: dict[str, dict[str, str]] = {}
+        stale_stems: set[str] = set()
+        for name, entry in listing.items():
+            kind_stem = self._kind(name)
+            if kind_stem is None:
+                continue
+            kind, stem = kind_stem
+            if name in before:
+                stale_stems.add(stem)
+                continue
+            if name.startswith("."):
+                continue  # a temporary file still being written
+            if not stat.S_ISREG(entry.mode):
+                continue
+            if entry.size > self.max_file_bytes:
+                raise DeviceProtocolError(
+                    f"phone {self.address}: {name} is {entry.size} bytes, above max_file_bytes "
+                    f"{self.max_file_bytes}; raise the cap if that is a real photo."
+                )
+            history.setdefault(name, _SizeHistory()).observe(entry.size, now)
+            groups.setdefault(stem, {})[kind] = name
+        return groups, stale_stems
+
+    def _ready_photos(
+        self,
+        groups: dict[str, dict[str, str]],
+        stale_stems: set[str],
+        history: dict[str, _SizeHistory],
+        complete_since: dict[str, float],
+        *,
+        now: float,
+        deadline: float,
+        required: set[str],
+    ) -> dict[str, dict[str, str]]:
+        """The new photos whose required files have a stable size (an optional partner file is waited for
+        ``pair_grace_s``)."""
+        t = self.timeouts
+        ready: dict[str, dict[str, str]] = {}
+        for stem, files in groups.items():
+            if stem in stale_stems:
+                continue  # belongs to an earlier photo whose other file arrived late
+            stable = all(
+                history[n].stable(now, polls=self.profile.stable_polls, min_s=t.stable_s)
+                for n in files.values()
+            )
+            if stable and required <= files.keys() and files:
+                complete_since.setdefault(stem, now)
+                optional_missing = {"dng", "jpeg"} - files.keys()
+                waited = now - complete_since[stem]
+                if not optional_missing or waited >= t.pair_grace_s or now >= deadline:
+                    ready[stem] = files
+            else:
+                complete_since.pop(stem, None)
+        return ready
+
+    def _no_photo_error(
+        self, groups: dict[str, dict[str, str]], stale_stems: set[str], required: set[str]
+    ) -> DeviceTimeoutError:
+        """Why no complete photo appeared by the deadline, and what to do."""
+        profile = self.profile
+        fresh = {stem: files for stem, files in groups.items() if stem not in stale_stems}
+        incomplete = [(stem, files) for stem, files in fresh.items() if not required <= files.keys()]
+        if fresh and not incomplete:
+            growing = ", ".join(sorted(n for files in fresh.values() for n in files.values()))
+            detail = f"{growing} did not reach a stable size"
+            hint = "the phone writes slowly: raise timeouts.capture_s."
+        elif incomplete:
+            files = incomplete[0][1]
+            missing = " + ".join(sorted(required - files.keys())).upper()
+            detail = f"only {', '.join(sorted(files.values()))} appeared (no {missing})"
+            hint = "enable RAW+JPEG in the camera app, or choose a profile that does not require both."
+        else:
+            detail = f"no new photo appeared in {profile.camera_dir}"
+            hint = (
+                "check that the camera app is open in photo mode and reacts to "
+                f"{' '.join(profile.capture_keys)}, that the screen is on and that storage is not full"
+                f"{self._free_space_note()}."
+            )
+        return DeviceTimeoutError(
+            f"phone {self.address}: {detail} within {self.timeouts.capture_s:g} s of the shutter key; {hint}"
+        )
 
     def _free_space_note(self) -> str:
         """`` (N MB free)`` for error messages; empty when the phone cannot say."""
@@ -514,55 +572,16 @@ class PhoneCamera:
             When the phone is locked, its storage is full or a transfer keeps failing.
         """
         dest = Path(dest_dir)
-        try:
-            dest.mkdir(parents=True, exist_ok=True)
-        except OSError as exc:
-            raise InputFileError(f"{dest}: cannot create the destination folder ({exc.strerror}).") from None
         delete = self.delete_after if delete_after is None else delete_after
         profile = self.profile
-        self._link.ensure_connected()
-        self.ensure_screen_ready()
-        free = self.free_bytes()
-        if free < self.min_free_bytes:
-            raise DeviceError(
-                f"phone {self.address}: only {free / 1e6:.1f} MB free on {profile.camera_dir} (need at least "
-                f"{self.min_free_bytes / 1e6:.0f} MB); delete old photos or capture with delete_after."
-            )
-        if profile.relaunch_each_capture or self._camera_open_on != self._link.reconnects:
-            self.open_camera_app()
+        self._ready_to_capture(dest)
         before, tolerated = self._listing(tolerated=None)
         key_time = time.time()
         t0 = time.perf_counter()
         self._press_keys()
         keys_s = time.perf_counter() - t0
         files, sizes, first_s, shutter_to_file_s = self._wait_for_photo(before, tolerated, key_time)
-
-        t_pull = time.perf_counter()
-        local: dict[str, Path] = {}
-        digests: dict[str, str] = {}
-        created: list[Path] = []
-        attempts = 0
-        verified = True
-        try:
-            for kind in ("dng", "jpeg"):
-                if kind not in files:
-                    continue
-                remote = f"{profile.camera_dir}/{files[kind]}"
-                pulled = self._pull_verified(remote, files[kind], sizes[kind], dest)
-                local[kind], digests[kind] = pulled.path, pulled.sha256
-                if pulled.created:
-                    created.append(pulled.path)
-                attempts += pulled.attempts
-                verified = verified and pulled.verified_on_phone
-            pull_s = time.perf_counter() - t_pull
-            settings = read_capture_settings(dng=local.get("dng"), jpeg=local.get("jpeg"))
-        except BaseException:
-            # all or nothing: the files stay on the phone, nothing half-done stays here
-            for path in created:
-                with contextlib.suppress(OSError):
-                    path.unlink()
-            raise
-
+        pulled = self._pull_photo(files, sizes, dest)
         delete_s = 0.0
         if delete:
             t_del = time.perf_counter()
@@ -571,25 +590,68 @@ class PhoneCamera:
             delete_s = time.perf_counter() - t_del
         remote_of = {k: f"{profile.camera_dir}/{n}" for k, n in files.items()}
         return CaptureFiles(
-            dng=local.get("dng"),
-            jpeg=local.get("jpeg"),
-            dng_sha256=digests.get("dng"),
-            jpeg_sha256=digests.get("jpeg"),
+            dng=pulled.local.get("dng"),
+            jpeg=pulled.local.get("jpeg"),
+            dng_sha256=pulled.digests.get("dng"),
+            jpeg_sha256=pulled.digests.get("jpeg"),
             dng_remote=remote_of.get("dng"),
             jpeg_remote=remote_of.get("jpeg"),
             shutter_to_file_s=shutter_to_file_s,
-            settings=settings,
+            settings=pulled.settings,
             latencies_s={
                 "keys_s": keys_s,
                 "first_file_s": first_s,
                 "shutter_to_file_s": shutter_to_file_s,
-                "pull_s": pull_s,
+                "pull_s": pulled.pull_s,
                 "delete_s": delete_s,
             },
             timestamp=key_time,
-            hash_verified_on_phone=verified and bool(local),
-            transfer_attempts=attempts,
+            hash_verified_on_phone=pulled.verified and bool(pulled.local),
+            transfer_attempts=pulled.attempts,
         )
+
+    def _ready_to_capture(self, dest: Path) -> None:
+        """Create ``dest``, connect, wake and unlock the screen, check free space, open the camera app."""
+        try:
+            dest.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise InputFileError(f"{dest}: cannot create the destination folder ({exc.strerror}).") from None
+        self._link.ensure_connected()
+        self.ensure_screen_ready()
+        free = self.free_bytes()
+        if free < self.min_free_bytes:
+            raise DeviceError(
+                f"phone {self.address}: only {free / 1e6:.1f} MB free on {self.profile.camera_dir} (need at least "
+                f"{self.min_free_bytes / 1e6:.0f} MB); delete old photos or capture with delete_after."
+            )
+        if self.profile.relaunch_each_capture or self._camera_open_on != self._link.reconnects:
+            self.open_camera_app()
+
+    def _pull_photo(self, files: dict[str, str], sizes: dict[str, int], dest: Path) -> _PulledPhoto:
+        """Pull and verify every file of one photo into ``dest``, and read its capture settings; all or
+        nothing (the files stay on the phone, nothing half-done stays here)."""
+        out = _PulledPhoto()
+        created: list[Path] = []
+        t_pull = time.perf_counter()
+        try:
+            for kind in ("dng", "jpeg"):
+                if kind not in files:
+                    continue
+                remote = f"{self.profile.camera_dir}/{files[kind]}"
+                pulled = self._pull_verified(remote, files[kind], sizes[kind], dest)
+                out.local[kind], out.digests[kind] = pulled.path, pulled.sha256
+                if pulled.created:
+                    created.append(pulled.path)
+                out.attempts += pulled.attempts
+                out.verified = out.verified and pulled.verified_on_phone
+            out.pull_s = time.perf_counter() - t_pull
+            out.settings = read_capture_settings(dng=out.local.get("dng"), jpeg=out.local.get("jpeg"))
+        except BaseException:
+            for path in created:
+                with contextlib.suppress(OSError):
+                    path.unlink()
+            raise
+        return out
 
     # ------------------------------------------------------------------ transfer
     def _remote_sha256(self, remote: str) -> str | None:

@@ -100,22 +100,22 @@ def read_store(path: Path) -> list[LayerData]:
                     "image",
                 )
             )
-        for meta in store.captures_meta():
-            index = int(meta["index"])
+        for meta in store.captures():
+            index = meta.index
             rgb, _ = store.read_capture(index)
-            reg = store.read_registration(index)
+            reg = store.registration(index)
             kwargs: dict[str, Any] = {"name": f"capture {index:05d}", "rgb": True, "opacity": 0.8}
-            placed = reg is not None and reg["ok"] and info is not None
+            placed = reg is not None and reg.ok and info is not None
             if placed and reg is not None and info is not None:
                 affine = capture_affine_um(
-                    reg["homography"],
+                    reg.homography,
                     mosaic_pixel_size_um=info.pixel_size_um,
                     origin_yx_um=(info.origin_y_um, info.origin_x_um),
                 )
                 affines[index] = affine
                 kwargs["affine"] = affine
             else:
-                kwargs["scale"] = (float(meta["pixel_size_um"]),) * 2
+                kwargs["scale"] = (meta.pixel_size_um,) * 2
                 kwargs["visible"] = False
             kwargs["metadata"] = {
                 "scopectl": {
@@ -123,11 +123,11 @@ def read_store(path: Path) -> list[LayerData]:
                     "slide": slide,
                     "store": str(path),
                     "capture_index": index,
-                    "pixel_size_um": float(meta["pixel_size_um"]),
+                    "pixel_size_um": meta.pixel_size_um,
                     "placed": placed,
                     "affine": None if index not in affines else affines[index].tolist(),
                 },
-                "flags": meta["extra"].get("flags", []),
+                "flags": meta.extra.get("flags", []),
             }
             layers.append((rgb, kwargs, "image"))
     layers.extend(_enhanced_layers(path, slide, affines))
