@@ -4,6 +4,7 @@ Usage::
 
     python benchmarks/cross_domain.py --minutes 8                       # every phone, default recipe
     python benchmarks/cross_domain.py --minutes 8 --recipe paper --phones budget
+    python benchmarks/cross_domain.py --minutes 8 --white-balance locked   # AWB locked on an empty field
 
 For each phone model of :mod:`foreign` (none of them the twin's): render training captures (top band of the
 slide) and test captures (bottom band) as JPEG files with the exact mapping kept as ground truth, then run
@@ -42,7 +43,17 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _common import hardware, write_result
-from foreign import BENCH_UM, PHONE_UM, PHONES, RATIO, PhoneShot, benchtop_slide, layout
+from foreign import (
+    BENCH_UM,
+    PHONE_UM,
+    PHONES,
+    RATIO,
+    WHITE_BALANCES,
+    PhoneShot,
+    WhiteBalance,
+    benchtop_slide,
+    layout,
+)
 
 from scopectl.evaluation.metrics import bicubic_resize, cie94, ssim
 
@@ -66,7 +77,14 @@ def cli(root: Path, *args: str, timeout_s: float = 3600) -> dict[str, Any]:
 
 
 def render(
-    phone_name: str, root: Path, *, phone_px: int, n_train: int, n_test: int, seed: int
+    phone_name: str,
+    root: Path,
+    *,
+    phone_px: int,
+    n_train: int,
+    n_test: int,
+    seed: int,
+    white_balance: WhiteBalance = "auto",
 ) -> tuple[np.ndarray, dict[str, list[PhoneShot]], dict[str, list[Path]]]:
     """Benchtop PNG and phone JPEG files of the train and test slides; the shots with their truth."""
     phone = PHONES[phone_name]
@@ -86,6 +104,7 @@ def render(
                 centre_px=centre,
                 rotation_deg=phone.rotation_deg + float(rng.uniform(-2, 2)),
                 seed=seed * 1000 + k * 10 + (split == "test"),
+                white_balance=white_balance,
             )
             path = files / f"{split}-{k:02d}.jpg"
             path.write_bytes(shot.jpeg)
@@ -212,7 +231,13 @@ def run_phone(name: str, args: argparse.Namespace, workdir: Path) -> dict[str, A
     root = workdir / name
     t0 = time.perf_counter()
     bench, shots, paths = render(
-        name, root, phone_px=args.phone_px, n_train=args.n_train, n_test=args.n_test, seed=args.seed
+        name,
+        root,
+        phone_px=args.phone_px,
+        n_train=args.n_train,
+        n_test=args.n_test,
+        seed=args.seed,
+        white_balance=args.white_balance,
     )
     out: dict[str, Any] = {"phone": name, "render_s": time.perf_counter() - t0}
     jpeg_q = {s: [sh.jpeg_quality for sh in shots[s]] for s in shots}
@@ -298,6 +323,12 @@ def main() -> None:
     ap.add_argument("--n-train", type=int, default=8)
     ap.add_argument("--n-test", type=int, default=2)
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument(
+        "--white-balance",
+        choices=WHITE_BALANCES,
+        default="auto",
+        help="the phones' white balance: auto (per capture, as before) or locked (set on an empty field)",
+    )
     ap.add_argument("--throughput-steps", type=int, default=20, help="bench_train steps measured (0: skip)")
     ap.add_argument("--workdir", type=Path, default=Path(tempfile.gettempdir()) / "scopectl-cross-domain")
     ap.add_argument("--out", type=Path, default=None)
