@@ -52,7 +52,7 @@ from foreign import (
     PhoneShot,
     WhiteBalance,
     benchtop_slide,
-    layout,
+    shoot,
 )
 
 from scopectl.evaluation.metrics import bicubic_resize, cie94, ssim
@@ -87,28 +87,24 @@ def render(
     white_balance: WhiteBalance = "auto",
 ) -> tuple[np.ndarray, dict[str, list[PhoneShot]], dict[str, list[Path]]]:
     """Benchtop PNG and phone JPEG files of the train and test slides; the shots with their truth."""
-    phone = PHONES[phone_name]
     bench = benchtop_slide()
-    lay = layout(bench.shape[:2], phone_px=phone_px, n_train=n_train, n_test=n_test, seed=seed)
+    shots = shoot(
+        PHONES[phone_name],
+        bench,
+        phone_px=phone_px,
+        n_train=n_train,
+        n_test=n_test,
+        seed=seed,
+        white_balance=white_balance,
+    )
     files = root / "files"
     files.mkdir(parents=True, exist_ok=True)
     cv2.imwrite(str(files / "benchtop.png"), cv2.cvtColor(bench, cv2.COLOR_RGB2BGR))
-    rng = np.random.default_rng(seed + 17)
-    shots: dict[str, list[PhoneShot]] = {"train": [], "test": []}
     paths: dict[str, list[Path]] = {"train": [], "test": []}
-    for split, centres in (("train", lay.train_centres), ("test", lay.test_centres)):
-        for k, centre in enumerate(centres):
-            shot = phone.capture(
-                bench,
-                shape=(phone_px, phone_px),
-                centre_px=centre,
-                rotation_deg=phone.rotation_deg + float(rng.uniform(-2, 2)),
-                seed=seed * 1000 + k * 10 + (split == "test"),
-                white_balance=white_balance,
-            )
+    for split, split_shots in shots.items():
+        for k, shot in enumerate(split_shots):
             path = files / f"{split}-{k:02d}.jpg"
             path.write_bytes(shot.jpeg)
-            shots[split].append(shot)
             paths[split].append(path)
     return bench, shots, paths
 
