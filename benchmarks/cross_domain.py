@@ -5,6 +5,7 @@ Usage::
     python benchmarks/cross_domain.py --minutes 8                       # every phone, default recipe
     python benchmarks/cross_domain.py --minutes 8 --recipe paper --phones budget
     python benchmarks/cross_domain.py --minutes 8 --white-balance locked   # AWB locked on an empty field
+    python benchmarks/cross_domain.py --minutes 8 --white-balance locked --exposure locked   # and AE
 
 For each phone model of :mod:`foreign` (none of them the twin's): render training captures (top band of the
 slide) and test captures (bottom band) as JPEG files with the exact mapping kept as ground truth, then run
@@ -49,6 +50,7 @@ from foreign import (
     PHONES,
     RATIO,
     WHITE_BALANCES,
+    Exposure,
     PhoneShot,
     WhiteBalance,
     benchtop_slide,
@@ -85,6 +87,7 @@ def render(
     n_test: int,
     seed: int,
     white_balance: WhiteBalance = "auto",
+    exposure: Exposure = "auto",
 ) -> tuple[np.ndarray, dict[str, list[PhoneShot]], dict[str, list[Path]]]:
     """Benchtop PNG and phone JPEG files of the train and test slides; the shots with their truth."""
     bench = benchtop_slide()
@@ -96,6 +99,7 @@ def render(
         n_test=n_test,
         seed=seed,
         white_balance=white_balance,
+        exposure=exposure,
     )
     files = root / "files"
     files.mkdir(parents=True, exist_ok=True)
@@ -234,6 +238,7 @@ def run_phone(name: str, args: argparse.Namespace, workdir: Path) -> dict[str, A
         n_test=args.n_test,
         seed=args.seed,
         white_balance=args.white_balance,
+        exposure=args.exposure,
     )
     out: dict[str, Any] = {"phone": name, "render_s": time.perf_counter() - t0}
     jpeg_q = {s: [sh.jpeg_quality for sh in shots[s]] for s in shots}
@@ -324,6 +329,12 @@ def main() -> None:
         choices=WHITE_BALANCES,
         default="auto",
         help="the phones' white balance: auto (per capture, as before) or locked (set on an empty field)",
+    )
+    ap.add_argument(
+        "--exposure",
+        choices=WHITE_BALANCES,
+        default="auto",
+        help="the phones' exposure: auto (per capture, as before) or locked (set on an empty field)",
     )
     ap.add_argument("--throughput-steps", type=int, default=20, help="bench_train steps measured (0: skip)")
     ap.add_argument("--workdir", type=Path, default=Path(tempfile.gettempdir()) / "scopectl-cross-domain")
