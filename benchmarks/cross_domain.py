@@ -237,8 +237,8 @@ def run_phone(name: str, args: argparse.Namespace, workdir: Path) -> dict[str, A
         n_train=args.n_train,
         n_test=args.n_test,
         seed=args.seed,
-        white_balance=args.white_balance,
-        exposure=args.exposure,
+        white_balance=getattr(args, "white_balance", "auto"),
+        exposure=getattr(args, "exposure", "auto"),
     )
     out: dict[str, Any] = {"phone": name, "render_s": time.perf_counter() - t0}
     jpeg_q = {s: [sh.jpeg_quality for sh in shots[s]] for s in shots}

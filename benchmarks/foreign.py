@@ -258,12 +258,20 @@ class ForeignPhone:
         cam = cam + self.flare * (0.5 * mean + 0.5 * wide)
         # auto exposure: the 99th percentile of green at 85 % of full scale (±8 %)
         expo = 0.85 * rng.uniform(0.92, 1.08) / max(float(np.percentile(cam[..., 1], 99)), 1e-6)
+        noise_rng = rng
         if exposure == "locked":
+            # the main stream advances as under auto exposure, so that every later draw (AWB wobble, JPEG
+            # quality) is the same; the noise of the locked exposure comes from a stream of its own
+            rng.poisson(np.clip(cam * expo, 0, None) * self.full_well_e)
+            rng.normal(0, self.read_noise_e, cam.shape)
+            noise_rng = np.random.default_rng([seed, 1])
             expo = self.locked_exposure(shape)
         elif exposure != "auto":
             raise ValueError(f"exposure must be 'auto' or 'locked', not {exposure!r}")
         electrons = np.clip(cam * expo, 0, None) * self.full_well_e
-        noisy = rng.poisson(electrons).astype(np.float64) + rng.normal(0, self.read_noise_e, electrons.shape)
+        noisy = noise_rng.poisson(electrons).astype(np.float64) + noise_rng.normal(
+            0, self.read_noise_e, electrons.shape
+        )
         raw = np.clip(np.round(noisy / self.full_well_e * 1023.0), 0, 1023) / 1023.0
         # the phone's processing: per-capture AWB (grey world on the brightest 20 %), CCM, tone, sharpening
         wobble = rng.uniform(0.97, 1.03, size=3)  # AWB does not settle to the same point twice
