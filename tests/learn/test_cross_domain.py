@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import sys
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -59,14 +60,23 @@ def test_locked_white_balance_and_exposure_are_the_same_for_every_capture() -> N
     bench = benchtop_slide()
     where = [((300.0, 300.0), 11), ((900.0, 800.0), 12)]  # glands, then bright stroma
 
-    def shots(**settings: str) -> list:  # type: ignore[type-arg]
+    def shots(*, locked: bool) -> list[Any]:
+        setting = "locked" if locked else "auto"
         return [
-            phone.capture(bench, shape=(96, 96), centre_px=c, rotation_deg=0.0, seed=s, **settings)  # type: ignore[arg-type]
+            phone.capture(
+                bench,
+                shape=(96, 96),
+                centre_px=c,
+                rotation_deg=0.0,
+                seed=s,
+                white_balance=setting,
+                exposure=setting,
+            )
             for c, s in where
         ]
 
-    auto = shots()
-    locked = shots(white_balance="locked", exposure="locked")
+    auto = shots(locked=False)
+    locked = shots(locked=True)
     assert auto[0].wb_gains != auto[1].wb_gains and auto[0].exposure != auto[1].exposure  # per capture
     assert locked[0].wb_gains == locked[1].wb_gains
     assert np.allclose(locked[0].wb_gains, phone.locked_gains((96, 96)))
@@ -76,4 +86,4 @@ def test_locked_white_balance_and_exposure_are_the_same_for_every_capture() -> N
     with pytest.raises(ValueError, match="white_balance"):
         phone.capture(
             bench, shape=(96, 96), centre_px=(300.0, 300.0), rotation_deg=0.0, seed=1, white_balance="x"
-        )  # type: ignore[arg-type]
+        )
