@@ -4,6 +4,8 @@ Usage::
 
     python benchmarks/cross_domain.py --minutes 8                       # every phone, default recipe
     python benchmarks/cross_domain.py --minutes 8 --recipe paper --phones budget
+    python benchmarks/cross_domain.py --minutes 8 --white-balance locked   # AWB locked on an empty field
+    python benchmarks/cross_domain.py --minutes 8 --white-balance locked --exposure locked   # and AE
 
 For each phone model of :mod:`foreign` (none of them the twin's): render training captures (top band of the
 slide) and test captures (bottom band) as JPEG files with the exact mapping kept as ground truth, then run
@@ -42,7 +44,18 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _common import hardware, write_result
-from foreign import BENCH_UM, PHONE_UM, PHONES, RATIO, PhoneShot, benchtop_slide, layout
+from foreign import (
+    BENCH_UM,
+    PHONE_UM,
+    PHONES,
+    RATIO,
+    WHITE_BALANCES,
+    Exposure,
+    PhoneShot,
+    WhiteBalance,
+    benchtop_slide,
+    shoot,
+)
 
 from scopectl.evaluation.metrics import bicubic_resize, cie94, ssim
 
@@ -66,30 +79,36 @@ def cli(root: Path, *args: str, timeout_s: float = 3600) -> dict[str, Any]:
 
 
 def render(
-    phone_name: str, root: Path, *, phone_px: int, n_train: int, n_test: int, seed: int
+    phone_name: str,
+    root: Path,
+    *,
+    phone_px: int,
+    n_train: int,
+    n_test: int,
+    seed: int,
+    white_balance: WhiteBalance = "auto",
+    exposure: Exposure = "auto",
 ) -> tuple[np.ndarray, dict[str, list[PhoneShot]], dict[str, list[Path]]]:
     """Benchtop PNG and phone JPEG files of the train and test slides; the shots with their truth."""
-    phone = PHONES[phone_name]
     bench = benchtop_slide()
-    lay = layout(bench.shape[:2], phone_px=phone_px, n_train=n_train, n_test=n_test, seed=seed)
+    shots = shoot(
+        PHONES[phone_name],
+        bench,
+        phone_px=phone_px,
+        n_train=n_train,
+        n_test=n_test,
+        seed=seed,
+        white_balance=white_balance,
+        exposure=exposure,
+    )
     files = root / "files"
     files.mkdir(parents=True, exist_ok=True)
     cv2.imwrite(str(files / "benchtop.png"), cv2.cvtColor(bench, cv2.COLOR_RGB2BGR))
-    rng = np.random.default_rng(seed + 17)
-    shots: dict[str, list[PhoneShot]] = {"train": [], "test": []}
     paths: dict[str, list[Path]] = {"train": [], "test": []}
-    for split, centres in (("train", lay.train_centres), ("test", lay.test_centres)):
-        for k, centre in enumerate(centres):
-            shot = phone.capture(
-                bench,
-                shape=(phone_px, phone_px),
-                centre_px=centre,
-                rotation_deg=phone.rotation_deg + float(rng.uniform(-2, 2)),
-                seed=seed * 1000 + k * 10 + (split == "test"),
-            )
+    for split, split_shots in shots.items():
+        for k, shot in enumerate(split_shots):
             path = files / f"{split}-{k:02d}.jpg"
             path.write_bytes(shot.jpeg)
-            shots[split].append(shot)
             paths[split].append(path)
     return bench, shots, paths
 
@@ -212,7 +231,14 @@ def run_phone(name: str, args: argparse.Namespace, workdir: Path) -> dict[str, A
     root = workdir / name
     t0 = time.perf_counter()
     bench, shots, paths = render(
-        name, root, phone_px=args.phone_px, n_train=args.n_train, n_test=args.n_test, seed=args.seed
+        name,
+        root,
+        phone_px=args.phone_px,
+        n_train=args.n_train,
+        n_test=args.n_test,
+        seed=args.seed,
+        white_balance=getattr(args, "white_balance", "auto"),
+        exposure=getattr(args, "exposure", "auto"),
     )
     out: dict[str, Any] = {"phone": name, "render_s": time.perf_counter() - t0}
     jpeg_q = {s: [sh.jpeg_quality for sh in shots[s]] for s in shots}
@@ -298,6 +324,18 @@ def main() -> None:
     ap.add_argument("--n-train", type=int, default=8)
     ap.add_argument("--n-test", type=int, default=2)
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument(
+        "--white-balance",
+        choices=WHITE_BALANCES,
+        default="auto",
+        help="the phones' white balance: auto (per capture, as before) or locked (set on an empty field)",
+    )
+    ap.add_argument(
+        "--exposure",
+        choices=WHITE_BALANCES,
+        default="auto",
+        help="the phones' exposure: auto (per capture, as before) or locked (set on an empty field)",
+    )
     ap.add_argument("--throughput-steps", type=int, default=20, help="bench_train steps measured (0: skip)")
     ap.add_argument("--workdir", type=Path, default=Path(tempfile.gettempdir()) / "scopectl-cross-domain")
     ap.add_argument("--out", type=Path, default=None)

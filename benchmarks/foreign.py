@@ -33,7 +33,7 @@ rotation, scale error and position, and a smooth random warp.  Rendering, in lin
    point, veiling flare (a constant plus a wide blur of the scene);
 4. auto exposure, Poisson shot noise and Gaussian read noise, 10-bit quantisation;
 5. the phone's processing: a per-capture auto white balance (grey-world on the brightest pixels, with the
-   model's bias), its own colour-correction matrix (which does not invert step 3), its tone curve, its
+   model's bias; or, with ``white_balance="locked"``, the gains it settles to on an empty field, fixed), its own colour-correction matrix (which does not invert step 3), its tone curve, its
    sharpening, and a JPEG of quality 60–95 drawn per capture from the model's range.
 """
 
@@ -54,6 +54,9 @@ BENCH_UPSAMPLE = 2.5
 
 F64 = NDArray[np.float64]
 U8 = NDArray[np.uint8]
+WhiteBalance = Literal["auto", "locked"]
+WHITE_BALANCES: tuple[WhiteBalance, ...] = ("auto", "locked")
+Exposure = Literal["auto", "locked"]
 
 
 def real_tissue() -> U8:
@@ -137,6 +140,32 @@ class ForeignPhone:
             modes=modes,
         )
 
+    # ------------------------------------------------------------------ white balance
+    def locked_gains(self, shape: tuple[int, int]) -> F64:
+        """The AWB gains this phone settles to on an empty field (no slide: white light), noise-free.
+
+        The same stages as :meth:`capture` on a white scene — camera cross-talk, lamp, vignetting, flare —
+        then the phone's grey world on the brightest 20 % with its bias.  A user gets these by locking the
+        AWB on an empty field (or a blank area of the slide) before capturing.
+        """
+        return _grey_world_gains(self._empty_field(shape)) * np.asarray(self.awb_bias)
+
+    def locked_exposure(self, shape: tuple[int, int]) -> float:
+        """The exposure the auto exposure settles to on an empty field (its green 99th percentile at 85 %)."""
+        return 0.85 / float(np.percentile(self._empty_field(shape)[..., 1], 99))
+
+    def _empty_field(self, shape: tuple[int, int]) -> F64:
+        """Camera RGB of an empty field (white light): cross-talk, lamp, vignetting and flare, noise-free."""
+        white = np.ones((*shape, 3), dtype=np.float64)
+        cam = white @ np.asarray(self.crosstalk).T
+        cam *= np.asarray(self.lamp_rgb)
+        rr, cc = np.meshgrid(np.arange(shape[0]), np.arange(shape[1]), indexing="ij")
+        vr = (rr - (shape[0] - 1) / 2 * (1 + 0.6 * self.axis_offset[0])) / (shape[0] / 2)
+        vc = (cc - (shape[1] - 1) / 2 * (1 + 0.6 * self.axis_offset[1])) / (shape[1] / 2)
+        cam *= (1.0 - self.vignetting * np.clip((vr**2 + vc**2) / 2.0, 0, 1.5))[..., None]
+        wide = cv2.GaussianBlur(cam.astype(np.float32), (0, 0), shape[0] / 6).astype(np.float64)
+        return np.asarray(cam + self.flare * (0.5 * cam.mean(axis=(0, 1)) + 0.5 * wide))
+
     # ------------------------------------------------------------------ rendering
     def _psf_kernels(self, levels: tuple[float, ...]) -> list[NDArray[np.float32]]:
         """PSF ⊗ pixel aperture on the benchtop grid, for field radii ``levels``."""
@@ -173,8 +202,19 @@ class ForeignPhone:
         centre_px: tuple[float, float],
         rotation_deg: float,
         seed: int,
+        white_balance: WhiteBalance = "auto",
+        exposure: Exposure = "auto",
     ) -> PhoneShot:
-        """Render one capture: the JPEG bytes, the decoded image and the exact mapping."""
+        """Render one capture: the JPEG bytes, the decoded image and the exact mapping.
+
+        ``white_balance="auto"`` (the phones' default): gains from grey world on the brightest 20 % of this
+        capture, times the model's bias, plus ±3 % that the AWB does not settle to twice.  ``"locked"``: the
+        gains the AWB settles to on an empty (white) field (:meth:`locked_gains`), the same for every
+        capture — what Camera2's ``CONTROL_AWB_LOCK`` or developing DNGs with one white balance gives.
+        Everything else, including the random draws, is identical.  ``exposure="auto"``: the 99th percentile of
+        green at 85 % of full scale (±8 %) per capture; ``"locked"``: the exposure that puts an empty field
+        there (:meth:`locked_exposure`), the same for every capture.
+        """
         rng = np.random.default_rng(seed + 1)
         truth = self.truth(shape, centre_px=centre_px, rotation_deg=rotation_deg, seed=seed)
         lin = srgb_to_linear(bench.astype(np.float64) / 255.0).astype(np.float32)
@@ -218,15 +258,29 @@ class ForeignPhone:
         cam = cam + self.flare * (0.5 * mean + 0.5 * wide)
         # auto exposure: the 99th percentile of green at 85 % of full scale (±8 %)
         expo = 0.85 * rng.uniform(0.92, 1.08) / max(float(np.percentile(cam[..., 1], 99)), 1e-6)
+        noise_rng = rng
+        if exposure == "locked":
+            # the main stream advances as under auto exposure, so that every later draw (AWB wobble, JPEG
+            # quality) is the same; the noise of the locked exposure comes from a stream of its own
+            rng.poisson(np.clip(cam * expo, 0, None) * self.full_well_e)
+            rng.normal(0, self.read_noise_e, cam.shape)
+            noise_rng = np.random.default_rng([seed, 1])
+            expo = self.locked_exposure(shape)
+        elif exposure != "auto":
+            raise ValueError(f"exposure must be 'auto' or 'locked', not {exposure!r}")
         electrons = np.clip(cam * expo, 0, None) * self.full_well_e
-        noisy = rng.poisson(electrons).astype(np.float64) + rng.normal(0, self.read_noise_e, electrons.shape)
+        noisy = noise_rng.poisson(electrons).astype(np.float64) + noise_rng.normal(
+            0, self.read_noise_e, electrons.shape
+        )
         raw = np.clip(np.round(noisy / self.full_well_e * 1023.0), 0, 1023) / 1023.0
         # the phone's processing: per-capture AWB (grey world on the brightest 20 %), CCM, tone, sharpening
-        lum = raw.mean(axis=-1)
-        bright = raw[lum >= np.percentile(lum, 80)]
-        grey = bright.mean(axis=0)
-        gains = (grey.mean() / np.maximum(grey, 1e-6)) * np.asarray(self.awb_bias)
-        gains *= rng.uniform(0.97, 1.03, size=3)  # AWB does not settle to the same point twice
+        wobble = rng.uniform(0.97, 1.03, size=3)  # AWB does not settle to the same point twice
+        if white_balance == "auto":
+            gains = _grey_world_gains(raw) * np.asarray(self.awb_bias) * wobble
+        elif white_balance == "locked":
+            gains = self.locked_gains(shape)
+        else:
+            raise ValueError(f"white_balance must be 'auto' or 'locked', not {white_balance!r}")
         out = (raw * gains) @ np.asarray(self.ccm).T
         out = np.clip(out, 0.0, 1.0)
         out = _tone(out, self.tone, self.tone_strength)
@@ -242,8 +296,21 @@ class ForeignPhone:
             raise RuntimeError("JPEG encoding failed")
         decoded = cv2.cvtColor(cv2.imdecode(buf, cv2.IMREAD_COLOR), cv2.COLOR_BGR2RGB)
         return PhoneShot(
-            jpeg=bytes(buf), rgb=np.ascontiguousarray(decoded), truth=truth, jpeg_quality=quality
+            jpeg=bytes(buf),
+            rgb=np.ascontiguousarray(decoded),
+            truth=truth,
+            jpeg_quality=quality,
+            wb_gains=(float(gains[0]), float(gains[1]), float(gains[2])),
+            exposure=float(expo),
         )
+
+
+def _grey_world_gains(raw: F64) -> F64:
+    """Per-channel gains that make the mean of the brightest 20 % of ``raw`` grey (green-ish level kept)."""
+    lum = raw.mean(axis=-1)
+    bright = raw[lum >= np.percentile(lum, 80)]
+    grey = bright.mean(axis=0)
+    return np.asarray(grey.mean() / np.maximum(grey, 1e-6), dtype=np.float64)
 
 
 def _tone(x: F64, kind: str, strength: float) -> F64:
@@ -344,6 +411,10 @@ class PhoneShot:
     rgb: U8
     truth: CaptureTruth
     jpeg_quality: int
+    wb_gains: tuple[float, float, float] = (1.0, 1.0, 1.0)
+    """The white-balance gains the phone applied to this capture (raw → before its CCM)."""
+    exposure: float = 1.0
+    """The exposure (scene light → fraction of full well) of this capture."""
 
 
 def _m(*rows: tuple[float, float, float]) -> tuple[tuple[float, float, float], ...]:
@@ -452,6 +523,37 @@ def layout(bench_shape: tuple[int, int], *, phone_px: int, n_train: int, n_test:
         c = foot / 2 + 2 + (k / max(1, n_test - 1)) * (cols - foot - 4) if n_test > 1 else cols / 2
         test.append((test_row, float(c)))
     return Layout(phone_px, train, test)
+
+
+def shoot(
+    phone: ForeignPhone,
+    bench: U8,
+    *,
+    phone_px: int,
+    n_train: int,
+    n_test: int,
+    seed: int,
+    white_balance: WhiteBalance = "auto",
+    exposure: Exposure = "auto",
+) -> dict[str, list[PhoneShot]]:
+    """The bench's training and test captures of ``bench`` (see :func:`layout`), the same for every caller."""
+    lay = layout(bench.shape[:2], phone_px=phone_px, n_train=n_train, n_test=n_test, seed=seed)
+    rng = np.random.default_rng(seed + 17)
+    shots: dict[str, list[PhoneShot]] = {"train": [], "test": []}
+    for split, centres in (("train", lay.train_centres), ("test", lay.test_centres)):
+        for k, centre in enumerate(centres):
+            shots[split].append(
+                phone.capture(
+                    bench,
+                    shape=(phone_px, phone_px),
+                    centre_px=centre,
+                    rotation_deg=phone.rotation_deg + float(rng.uniform(-2, 2)),
+                    seed=seed * 1000 + k * 10 + (split == "test"),
+                    white_balance=white_balance,
+                    exposure=exposure,
+                )
+            )
+    return shots
 
 
 def aligned_input(shot: PhoneShot, *, top_left_px: tuple[int, int], shape: tuple[int, int]) -> U8:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import sys
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -47,3 +48,42 @@ def test_the_whole_cli_chain_on_real_tissue_through_a_foreign_phone(tmp_path: Pa
     assert 0.3 < test["ssim_bicubic"] < 1.0 and test["cie94_bicubic"] > 2.0  # the phone really is foreign
     assert np.isfinite(test["ssim_network"]) and test["cie94_network"] > 0
     assert PHONES["budget"].jpeg_quality[0] <= min(out["jpeg_quality"]["train"])
+
+
+def test_locked_white_balance_and_exposure_are_the_same_for_every_capture() -> None:
+    sys.path.insert(0, str(BENCHMARKS))
+    try:
+        from foreign import PHONES, benchtop_slide
+    finally:
+        sys.path.remove(str(BENCHMARKS))
+    phone = PHONES["halo"]
+    bench = benchtop_slide()
+    where = [((300.0, 300.0), 11), ((900.0, 800.0), 12)]  # glands, then bright stroma
+
+    def shots(*, locked: bool) -> list[Any]:
+        setting = "locked" if locked else "auto"
+        return [
+            phone.capture(
+                bench,
+                shape=(96, 96),
+                centre_px=c,
+                rotation_deg=0.0,
+                seed=s,
+                white_balance=setting,
+                exposure=setting,
+            )
+            for c, s in where
+        ]
+
+    auto = shots(locked=False)
+    locked = shots(locked=True)
+    assert auto[0].wb_gains != auto[1].wb_gains and auto[0].exposure != auto[1].exposure  # per capture
+    assert locked[0].wb_gains == locked[1].wb_gains
+    assert np.allclose(locked[0].wb_gains, phone.locked_gains((96, 96)))
+    assert locked[0].exposure == locked[1].exposure == phone.locked_exposure((96, 96))
+    # the other random draws are the same (the JPEG quality), so that settings can be compared capture by capture
+    assert [s.jpeg_quality for s in auto] == [s.jpeg_quality for s in locked]
+    with pytest.raises(ValueError, match="white_balance"):
+        phone.capture(
+            bench, shape=(96, 96), centre_px=(300.0, 300.0), rotation_deg=0.0, seed=1, white_balance="x"
+        )
