@@ -16,7 +16,7 @@ exactly what a user runs — ``scopectl import``, ``register``, ``dataset build`
 * **quality**: each test capture is enhanced by ``scopectl enhance`` as a user would (the raw JPEG, its
   own grid), and so is bicubic ×2.5 (MATLAB's kernel, the paper's baseline); both are resampled through the
   exact mapping onto the benchtop grid and scored against the benchtop image with the paper's metrics
-  (SSIM on luma, mean CIE-94; :mod:`scopectl.evaluation.metrics`);
+  (SSIM on luma, mean CIE-94; :mod:`scopectl.metrics`);
 * ``scopectl evaluate`` on the test slide (its registration-based tables) for reference;
 * **throughput**: patches/s of the training run against ``bench_train``'s training step measured in the
   same run.
@@ -44,7 +44,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _common import hardware, write_result
 from foreign import BENCH_UM, PHONE_UM, PHONES, RATIO, PhoneShot, benchtop_slide, layout
 
-from scopectl.evaluation.metrics import bicubic_resize, cie94, ssim
+from scopectl.metrics import bicubic_resize, cie94, ssim
 
 SCOPECTL = str(Path(sys.executable).with_name("scopectl"))
 

@@ -9,6 +9,8 @@ from pathlib import Path
 import numpy as np
 from scipy import ndimage
 
+from scopectl.metrics import luma
+
 __all__ = ["choose_regions", "comparison_figure"]
 
 
@@ -19,11 +21,7 @@ def choose_regions(target: np.ndarray, *, size: int, count: int = 2) -> list[tup
     """
     rows, cols = target.shape[:2]
     size = min(size, rows, cols)
-    y = (
-        target.astype(np.float64) @ np.array([0.299, 0.587, 0.114])
-        if target.ndim == 3
-        else target.astype(float)
-    )
+    y = luma(target) if target.ndim == 3 else target.astype(float)
     mean = ndimage.uniform_filter(y, size)
     var = ndimage.uniform_filter(y * y, size) - mean * mean
     half = size // 2
@@ -105,7 +103,7 @@ def comparison_figure(
         axis = (axis - c0) * pixel_size_um
         xlabel = "position along the profile (µm)"
     for name, img, style in zip(names, images, ("-", "-", "-"), strict=True):
-        lum = img[line, c0 : c0 + size].astype(float) @ np.array([0.299, 0.587, 0.114])
+        lum = luma(img[line, c0 : c0 + size])
         ax.plot(axis, lum, style, label=name, lw=1.2)
     ax.set_xlabel(xlabel)
     ax.set_ylabel("luminance (0–255)")

@@ -27,6 +27,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 from scopectl.errors import InputFileError, RegistrationError
+from scopectl.metrics import luma
 
 __all__ = ["HeldOutPair", "capture_pair", "inner_rectangle", "iter_store_pairs", "pair_from_homography"]
 
@@ -168,7 +169,7 @@ def pair_from_homography(
 
 
 def _gray(rgb: np.ndarray) -> np.ndarray:
-    return np.asarray(rgb, dtype=np.float32) @ np.array([0.299, 0.587, 0.114], dtype=np.float32)
+    return luma(rgb, dtype=np.float32)
 
 
 def _decode_capture(store: Any, index: int, source: Source, rgb: np.ndarray) -> np.ndarray:

@@ -97,7 +97,7 @@ class QualityCheck(StrictModel):
     """The network against bicubic interpolation on the validation pairs, measured when training ends.
 
     ``ssim`` is SSIM on luma (Y); ``cie94`` the mean CIE-94 colour difference against the benchtop image (lower
-    is better), as in :mod:`scopectl.evaluation.metrics`.  ``worse_than_bicubic`` is true when the network loses
+    is better), as in :mod:`scopectl.metrics`.  ``worse_than_bicubic`` is true when the network loses
     on either metric; such a model is announced loudly by ``train``, ``enhance`` and ``evaluate`` and is refused
     for serving.  Cards without this record (older models) are *unchecked*, not passed.
     """

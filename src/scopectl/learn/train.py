@@ -68,6 +68,7 @@ from scopectl.learn.modelio import (
     save_model,
 )
 from scopectl.learn.network import EnhanceNet, build_network
+from scopectl.metrics import bicubic_resize, cie94, ssim
 
 __all__ = [
     "PAPER_BATCH",
@@ -847,10 +848,9 @@ def quality_check(model: EnhanceNet, split: PatchSplit, *, max_patches: int = 25
     """The network against bicubic interpolation on up to ``max_patches`` validation patches.
 
     SSIM on luma and the mean CIE-94 difference against the benchtop patch, as in
-    :mod:`scopectl.evaluation.metrics`, on the patch interior (``QUALITY_BORDER_PX`` left out per side);
+    :mod:`scopectl.metrics`, on the patch interior (``QUALITY_BORDER_PX`` left out per side);
     bicubic is MATLAB's (a = −0.5), the paper's baseline.
     """
-    from scopectl.evaluation.metrics import bicubic_resize, cie94, ssim
     from scopectl.learn.enhance import run_network
 
     n = min(max_patches, len(split))

@@ -24,7 +24,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 from scopectl.errors import InputFileError
-from scopectl.evaluation.metrics import bicubic_resize, cie94_stats, ssim
+from scopectl.metrics import bicubic_resize, cie94_stats, ssim
 from scopectl.twin.benchtop import BenchtopModel
 from scopectl.twin.illumination import Illumination
 from scopectl.twin.noise import upsample_step_grid
