@@ -18,6 +18,7 @@ import typer
 import yaml
 
 from scopectl.cli.common import emit, get_state, say
+from scopectl.cli.runner import run_command
 from scopectl.errors import ScopectlError
 
 __all__ = ["register"]
@@ -62,9 +63,8 @@ def demo_cmd(
     json_out: Annotated[bool, typer.Option("--json", help="Print one JSON object as the last line.")] = False,
 ) -> None:
     """Run the main job end to end on the simulated rig: acquire, register, build a dataset, train, enhance, evaluate."""
-    from scopectl.cli.main import main as run
-
     state = get_state(ctx)
+    cli_group = ctx.find_root().command  # the scopectl group this demo was started from
     root = state.root
     samples = (
         [("lung", "lung-trichrome"), ("pap", "pap-smear"), ("blood", "blood-smear")]
@@ -84,7 +84,7 @@ def demo_cmd(
             say(f"== {title}")
             say(f"$ {line}")
         t0 = time.monotonic()
-        code = run(["--root", str(root), *args])
+        code = run_command(cli_group, ["--root", str(root), *args])
         if code not in ok_codes:
             raise ScopectlError(
                 f"demo step '{title}' failed (exit {code}): {line}", hint="See the error above."
