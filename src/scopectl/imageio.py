@@ -525,7 +525,7 @@ def read_image(path: Path | str, *, max_file_bytes: int = MAX_FILE_BYTES) -> Ima
         )
     settings: dict[str, Any] = {}
     if fmt in ("png", "jpeg"):
-        arr, pixel_um, note = _read_pillow(path, data, fmt)  # type: ignore[arg-type]
+        arr, pixel_um, note = _read_pillow(path, data, fmt)
     else:
         arr, pixel_um, note, is_dng = _read_tiff(path, data)
         if is_dng:

@@ -119,7 +119,7 @@ def train_cmd(
     if recipe not in ("fast", "paper"):
         raise ConfigError(f"--recipe {recipe!r} is not one of fast, paper.")
     config = TrainConfig(
-        recipe=recipe,  # type: ignore[arg-type]
+        recipe=recipe,
         augment=augment,
         epochs=epochs,
         minutes=minutes,

@@ -303,7 +303,7 @@ def build_cmd(
             input_patch_px=patch_px,
             ratio=ratio,
             overlap=overlap,
-            split=_floats(split, "--split", 3),  # type: ignore[arg-type]
+            split=_floats(split, "--split", 3),
             seed=seed,
             jpeg_quality=jpeg_quality,
             min_tissue_fraction=min_tissue,
@@ -315,7 +315,7 @@ def build_cmd(
                 min_inlier_ratio=min_inlier_ratio,
                 min_quality=min_quality,
             ),
-            compression=compression,  # type: ignore[arg-type]
+            compression=compression,
         )
     except ValidationError as exc:
         raise ConfigError(format_validation_error(exc, "dataset build options") + ".") from None

@@ -99,7 +99,7 @@ def serve_cmd(
         port=port,
         workers=workers,
         device=device,
-        precision=precision,  # type: ignore[arg-type]
+        precision=precision,
         max_upload_bytes=int(max_upload_mb * 1024**2),
         max_pixels=int(max_megapixels * 1e6),
         lease_s=lease_s,
@@ -257,7 +257,7 @@ def worker_cmd(
         root=root,
         db_url=_db_url(state.root, db),
         device=device,
-        precision=precision,  # type: ignore[arg-type]
+        precision=precision,
         poll_s=poll_s,
         lease_s=lease_s,
     )

@@ -400,7 +400,7 @@ def open_simulated_rig(
             closers.append(functools.partial(shutil.rmtree, workdir, ignore_errors=True))
         if stat.S_IMODE(workdir.stat().st_mode) & 0o077:
             os.chmod(workdir, 0o700)
-        slide = make_slide(sample, seed=seed, width_um=slide_size_um[0], height_um=slide_size_um[1])  # type: ignore[arg-type]
+        slide = make_slide(sample, seed=seed, width_um=slide_size_um[0], height_um=slide_size_um[1])
         f = faults or SimRigFaults()
         board, led = _start_simulated_led(f, closers)
 

@@ -92,7 +92,7 @@ def _make_widget_class() -> type:
         QWidget,
     )
 
-    class _EnhanceWidget(QWidget):  # type: ignore[misc]
+    class _EnhanceWidget(QWidget):
         """Layer chooser, model path and an *Enhance* button; errors are shown in the status line."""
 
         def __init__(self, napari_viewer: Any) -> None:
