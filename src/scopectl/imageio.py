@@ -293,6 +293,38 @@ def _resolution_um(dpi: Any) -> tuple[float | None, str | None]:
     )
 
 
+def _png_header(path: Path, data: bytes) -> str:
+    """Check the size in a PNG's IHDR chunk and return Pillow's raw mode for it (``"RGB"``, ``"RGB;16B"`` ...).
+
+    Pillow's own chunk reader parses the header without decoding.  It runs before :func:`PIL.Image.open`,
+    which refuses a zero-sized image with a message that does not say so.  A header this reader cannot
+    parse is left to :func:`PIL.Image.open`, which reads it the same way and reports it.
+    """
+    from PIL import PngImagePlugin
+
+    with PngImagePlugin.PngStream(io.BytesIO(data[8:])) as chunks:
+        try:
+            cid, pos, length = chunks.read()
+            if cid != b"IHDR":
+                return ""
+            chunks.call(cid, pos, length)
+        except (OSError, SyntaxError, ValueError, EOFError, struct.error):
+            return ""
+        cols, rows = chunks.im_size
+        raw_mode = str(getattr(chunks, "im_rawmode", ""))  # unset for a combination PNG does not define
+    _check_dims(path, rows, cols)
+    return raw_mode
+
+
+#: Pillow's PNG raw modes that are not 8 bits per sample (the 16-bit ones end in ``;16B``).
+_PNG_LOW_BIT_DEPTHS = {"1": 1, "P;1": 1, "L;2": 2, "P;2": 2, "L;4": 4, "P;4": 4}
+
+
+def _png_bit_depth(raw_mode: str) -> int:
+    """Bits per sample of a PNG from Pillow's raw mode (:func:`_png_header`)."""
+    return 16 if raw_mode.endswith(";16B") else _PNG_LOW_BIT_DEPTHS.get(raw_mode, 8)
+
+
 def _read_pillow(
     path: Path, data: bytes, fmt: Literal["jpeg", "png"]
 ) -> tuple[np.ndarray, float | None, str | None]:
@@ -300,9 +332,7 @@ def _read_pillow(
     from PIL import Image
 
     name = fmt.upper()
-    if fmt == "png" and len(data) >= 24 and data[12:16] == b"IHDR":  # zero sizes, before Pillow refuses them
-        cols0, rows0 = struct.unpack(">II", data[16:24])
-        _check_dims(path, rows0, cols0)
+    png_raw_mode = _png_header(path, data) if fmt == "png" else ""
     with _strict(path, f"{name} header"), Image.open(io.BytesIO(data), formats=(name,)) as im:
         cols, rows = im.size
         mode = im.mode
@@ -310,12 +340,12 @@ def _read_pillow(
     _check_dims(path, int(rows), int(cols))
     pixel_um, note = _resolution_um(dpi) if dpi is not None else (None, None)
     if fmt == "png":
-        depth, ctype = data[24], data[25]  # IHDR, which Pillow has just parsed
+        depth = _png_bit_depth(png_raw_mode)
         if depth != 8:
             raise _bad(
                 path, f"{depth}-bit PNG; scopectl needs 8-bit RGB", "Convert it to 8 bits per channel."
             )
-        if ctype in (0, 4) or mode in ("1", "L", "LA", "I", "I;16"):
+        if png_raw_mode.startswith("LA") or mode in ("1", "L", "LA", "I", "I;16"):
             raise _bad(path, "grayscale image; scopectl needs RGB colour images", "Use the colour export.")
         if not data.rstrip(b"\x00").endswith(b"IEND\xaeB`\x82"):
             raise _bad(path, "truncated PNG (no IEND chunk at the end)", "Copy or export the file again.")
