@@ -7,7 +7,9 @@
 * :mod:`~scopectl.registration.distortion` — the mean shift map, a fixed correction of a rig.
 * :mod:`~scopectl.registration.dataset` — training sets (``open_dataset`` reads them).
 
-See ``docs/registration.md``.
+Layer: below learning, above stitching; it may import stitching, the store and the low modules, never
+learning, evaluation, hardware, acquisition, the twin, the service or the CLI.  See ``docs/registration.md``
+and ``docs/architecture.md``.
 """
 
 from __future__ import annotations
