@@ -224,6 +224,7 @@ def read_untrusted(path: Path | str, *, max_bytes: int = MAX_FILE_BYTES, what: s
 @contextmanager
 def _strict(path: Path | str, fmt: str) -> Iterator[None]:
     """Pillow's warnings (decompression bomb, corrupt data) are errors; its exceptions become InputFileError."""
+    # Pillow loads only for PNG/JPEG files (keeps `scopectl --help` fast)
     from PIL import Image, UnidentifiedImageError
 
     Image.MAX_IMAGE_PIXELS = MAX_PIXELS
@@ -256,7 +257,7 @@ def decode_jpeg(data: bytes, *, source: str = "<bytes>") -> np.ndarray:
     InputFileError
         Naming ``source``, for a file that is not a decodable, intact colour JPEG.
     """
-    import simplejpeg
+    import simplejpeg  # libjpeg-turbo loads only to decode a JPEG
 
     try:
         rows, cols, colorspace, _subsampling = simplejpeg.decode_jpeg_header(data)
@@ -300,7 +301,7 @@ def _png_header(path: Path, data: bytes) -> str:
     which refuses a zero-sized image with a message that does not say so.  A header this reader cannot
     parse is left to :func:`PIL.Image.open`, which reads it the same way and reports it.
     """
-    from PIL import PngImagePlugin
+    from PIL import PngImagePlugin  # Pillow loads only for PNG/JPEG files (keeps `scopectl --help` fast)
 
     with PngImagePlugin.PngStream(io.BytesIO(data[8:])) as chunks:
         try:
@@ -329,7 +330,7 @@ def _read_pillow(
     path: Path, data: bytes, fmt: Literal["jpeg", "png"]
 ) -> tuple[np.ndarray, float | None, str | None]:
     """Pixels, plausible pixel size and resolution note of a JPEG or PNG (Pillow reads the header)."""
-    from PIL import Image
+    from PIL import Image  # Pillow loads only for PNG/JPEG files (keeps `scopectl --help` fast)
 
     name = fmt.upper()
     png_raw_mode = _png_header(path, data) if fmt == "png" else ""
@@ -370,7 +371,7 @@ def decode_dng(data: bytes, *, source: str = "<bytes>") -> tuple[np.ndarray, dic
     Returns the image and the raw settings rawpy reports (CFA pattern, black/white levels, white balance).
     The declared sizes of every image in the file are checked against :data:`MAX_PIXELS` first.
     """
-    import rawpy
+    import rawpy  # rawpy (LibRaw) loads only to decode a DNG
 
     _check_tiff_sizes(source, data)
     try:
@@ -402,7 +403,7 @@ def decode_dng(data: bytes, *, source: str = "<bytes>") -> tuple[np.ndarray, dic
 
 def _check_tiff_sizes(source: str, data: bytes) -> None:
     """Refuse a TIFF/DNG any of whose images (main IFDs and SubIFDs) declares more than MAX_PIXELS."""
-    import tifffile
+    import tifffile  # tifffile loads only for TIFF files (keeps `scopectl --help` fast)
 
     with _tiff_errors(source, data), tifffile.TiffFile(io.BytesIO(data)) as tif:
         pages = list(tif.pages)
@@ -475,7 +476,7 @@ def _to_rgb8(path: Path, arr: np.ndarray) -> np.ndarray:
 
 def _read_tiff(path: Path, data: bytes) -> tuple[np.ndarray, float | None, str | None, bool]:
     """Return pixels, the stated pixel size (µm), a resolution note and whether the TIFF is a DNG."""
-    import tifffile
+    import tifffile  # tifffile loads only for TIFF files (keeps `scopectl --help` fast)
 
     with _tiff_errors(str(path), data), tifffile.TiffFile(io.BytesIO(data)) as tif:
         page = tif.pages.first

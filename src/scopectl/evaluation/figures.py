@@ -59,11 +59,11 @@ def comparison_figure(
 
     All images are RGB uint8 of the same shape.
     """
-    import matplotlib
+    import matplotlib  # matplotlib loads only to draw figures
 
     matplotlib.use("Agg", force=False)
-    from matplotlib.figure import Figure
-    from matplotlib.patches import Rectangle
+    from matplotlib.figure import Figure  # matplotlib loads only to draw figures
+    from matplotlib.patches import Rectangle  # matplotlib loads only to draw figures
 
     if not (phone.shape == output.shape == target.shape):
         raise ValueError(f"images differ in shape: {phone.shape}, {output.shape}, {target.shape}")
@@ -114,7 +114,7 @@ def comparison_figure(
     fig.tight_layout()
     buf = io.BytesIO()
     fig.savefig(buf, format="png")
-    from scopectl.learn.modelio import atomic_write_bytes
+    from scopectl.learn.modelio import atomic_write_bytes  # torch loads only when this runs
 
     path.parent.mkdir(parents=True, exist_ok=True)
     atomic_write_bytes(path, buf.getvalue())

@@ -27,7 +27,10 @@ import numpy as np
 from numpy.typing import NDArray
 
 from scopectl.errors import InputFileError, RegistrationError
+from scopectl.imageio import decode_dng, decode_jpeg
 from scopectl.metrics import luma
+from scopectl.registration.elastic import elastic_register, warp_image
+from scopectl.store import SlideStore
 
 __all__ = ["HeldOutPair", "capture_pair", "inner_rectangle", "iter_store_pairs", "pair_from_homography"]
 
@@ -154,8 +157,6 @@ def pair_from_homography(
     warped: np.ndarray | None = None
     note = ""
     if elastic:
-        from scopectl.registration.elastic import elastic_register, warp_image
-
         ref_small = cv2.resize(target, (n_cols, n_rows), interpolation=cv2.INTER_AREA)
         try:
             res = elastic_register(_gray(raw), _gray(ref_small))
@@ -179,10 +180,7 @@ def _decode_capture(store: Any, index: int, source: Source, rgb: np.ndarray) -> 
     if data is None:
         raise InputFileError(f"{store.path}: capture {index} has no stored {source.upper()} file.")
     if source == "dng":
-        from scopectl.imageio import decode_dng
-
         return decode_dng(data, source=f"{store.path} capture {index}")[0]
-    from scopectl.imageio import decode_jpeg
 
     return decode_jpeg(data, source=f"{store.path} capture {index}")
 
@@ -245,7 +243,6 @@ def iter_store_pairs(
 ) -> list[HeldOutPair]:
     """Every usable registered capture of a slide store as :class:`HeldOutPair` (others reported to
     ``on_skip``)."""
-    from scopectl.store import SlideStore
 
     pairs: list[HeldOutPair] = []
     with SlideStore.open(store_path, mode="r") as store:

@@ -334,7 +334,7 @@ def finite_json(value: Any) -> Any:
 
 def write_tables(t: EvaluationTables, out_dir: Path) -> tuple[Path, Path]:
     """Write ``tables.md`` and ``tables.json`` into ``out_dir``; return their paths."""
-    from scopectl.learn.modelio import atomic_write_bytes
+    from scopectl.learn.modelio import atomic_write_bytes  # torch loads only when this runs
 
     out_dir.mkdir(parents=True, exist_ok=True)
     md, js = out_dir / "tables.md", out_dir / "tables.json"

@@ -21,6 +21,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import h5py
 import numpy as np
 import torch
 
@@ -134,7 +135,6 @@ def read_dataset(
         If the file is missing or not HDF5, a split is missing or empty, arrays have the wrong
         dtype/shape, or the target size does not match the ratio.
     """
-    import h5py
 
     path = Path(path)
     if not path.is_file():

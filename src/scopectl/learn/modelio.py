@@ -26,6 +26,8 @@ from typing import Any, Final, Literal
 
 import torch
 from pydantic import Field, ValidationError, field_validator
+from safetensors import SafetensorError
+from safetensors.torch import load, save
 
 from scopectl import __version__
 from scopectl.config.base import StrictModel, format_validation_error
@@ -250,7 +252,6 @@ def save_model(directory: Path | str, model: torch.nn.Module, card: ModelCard) -
     The card's ``parameters``, ``weights_sha256``, ``software`` and ``created`` fields are filled in;
     the completed card is returned.
     """
-    from safetensors.torch import save
 
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
@@ -334,6 +335,7 @@ def load_model(directory: Path | str, *, device: str | torch.device = "cpu") -> 
     """
     path = Path(directory)
     if path.is_file() and path.suffix.lower() == ".zip":
+        # bioimageio_package imports this module: importing it here, not at the top, avoids the cycle
         from scopectl.learn.bioimageio_package import is_bioimageio_package, load_package
 
         if is_bioimageio_package(path):
@@ -372,8 +374,6 @@ def model_from_blob(blob: bytes, card: ModelCard, *, source: str) -> EnhanceNet:
     ModelError
         If the checksum differs from the card's, the bytes are not safetensors, or the tensors do not fit.
     """
-    from safetensors import SafetensorError
-    from safetensors.torch import load
 
     weights = source
     if len(blob) > MAX_WEIGHTS_BYTES:

@@ -29,6 +29,7 @@ import cv2
 import h5py
 import numpy as np
 from numpy.typing import NDArray
+from scipy import ndimage
 
 from scopectl.errors import InputFileError, RegistrationError
 from scopectl.registration.elastic import DisplacementField
@@ -258,8 +259,6 @@ class DistortionAccumulator:
         mean = np.zeros_like(self._sum)
         mean[:, valid] = self._sum[:, valid] / self._count[valid]
         if not valid.all():
-            from scipy import ndimage
-
             idx = ndimage.distance_transform_edt(~valid, return_distances=False, return_indices=True)
             mean = mean[:, idx[0], idx[1]]
         return DistortionMap(

@@ -35,6 +35,7 @@ import hashlib
 import json
 import math
 import os
+import resource
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -1059,7 +1060,6 @@ def _detail(exc: ScopectlError, path: Path) -> str:
 
 def _check_space(path: Path, nbytes: int, *, shown: Path, hint: str) -> None:
     """Raise FilesystemError unless ``nbytes`` (+5 % and a margin) fit on ``path``'s disk and file-size limit."""
-    import resource
 
     need = int(nbytes * 1.05) + SlideStore.SPACE_MARGIN_BYTES
     try:

@@ -362,7 +362,7 @@ def iter_pairs(
 
 def write_pair(pair: Pair, directory: str | Path) -> None:
     """Write one pair's files into ``directory`` (created if needed)."""
-    import tifffile
+    import tifffile  # tifffile loads only for TIFF files (keeps `scopectl --help` fast)
 
     d = Path(directory)
     d.mkdir(parents=True, exist_ok=True)
