@@ -7,7 +7,7 @@ TORCH_SPEC ?= torch==2.13.0
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test lint typecheck pytest install clean firmware cad docs bench
+.PHONY: demo test test-fast lint typecheck pytest pytest-fast install clean firmware cad docs bench
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -35,6 +35,13 @@ pytest: $(STAMP)
 	$(BIN)/pytest $(PYTEST_ARGS)
 
 test: lint typecheck pytest
+
+# The same without the tests marked `slow` (about 20 s and more each); `make test` (and CI) runs them all.
+pytest-fast: $(STAMP)
+	$(BIN)/lint-imports
+	$(BIN)/pytest -m "not slow" $(PYTEST_ARGS)
+
+test-fast: lint typecheck pytest-fast
 
 firmware:
 	$(MAKE) -C firmware

@@ -41,7 +41,7 @@ from _common import hardware, write_result
 from cross_domain import on_bench_grid, score_region
 from foreign import PHONES, RATIO, Exposure, PhoneShot, WhiteBalance, benchtop_slide, shoot
 
-from scopectl.evaluation.metrics import bicubic_resize, cie94
+from scopectl.metrics import bicubic_resize, cie94
 
 F64 = np.ndarray
 

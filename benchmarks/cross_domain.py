@@ -18,7 +18,7 @@ exactly what a user runs — ``scopectl import``, ``register``, ``dataset build`
 * **quality**: each test capture is enhanced by ``scopectl enhance`` as a user would (the raw JPEG, its
   own grid), and so is bicubic ×2.5 (MATLAB's kernel, the paper's baseline); both are resampled through the
   exact mapping onto the benchtop grid and scored against the benchtop image with the paper's metrics
-  (SSIM on luma, mean CIE-94; :mod:`scopectl.evaluation.metrics`);
+  (SSIM on luma, mean CIE-94; :mod:`scopectl.metrics`);
 * ``scopectl evaluate`` on the test slide (its registration-based tables) for reference;
 * **throughput**: patches/s of the training run against ``bench_train``'s training step measured in the
   same run.
@@ -57,7 +57,7 @@ from foreign import (
     shoot,
 )
 
-from scopectl.evaluation.metrics import bicubic_resize, cie94, ssim
+from scopectl.metrics import bicubic_resize, cie94, ssim
 
 SCOPECTL = str(Path(sys.executable).with_name("scopectl"))
 
@@ -122,25 +122,25 @@ def registration_accuracy(root: Path, slide: str, shots: list[PhoneShot]) -> lis
     rows: list[dict[str, Any]] = []
     with SlideStore.open(root / "slides" / f"{slide}.h5") as store:
         for i, shot in enumerate(shots):
-            reg = store.read_registration(i)
-            if reg is None or "geometry" not in (reg["extra"] or {}):
-                rows.append({"capture": i, "kept": False, "reason": None if reg is None else reg["reason"]})
+            reg = store.registration(i)
+            if reg is None or "geometry" not in (reg.extra or {}):
+                rows.append({"capture": i, "kept": False, "reason": None if reg is None else reg.reason})
                 continue
-            geom = PairGeometry.from_dict(reg["extra"]["geometry"])
+            geom = PairGeometry.from_dict(reg.extra["geometry"])
             rc, cc = geom.registered_centres()
             rr, ccm = np.meshgrid(rc, cc, indexing="ij")
-            sm = reg["shift_map"]
+            sm = reg.shift_map
             lf = float(geom.ratio)
             dr = np.zeros_like(rr) if sm is None else lf * np.asarray(sm[0], np.float64)
             dc = np.zeros_like(rr) if sm is None else lf * np.asarray(sm[1], np.float64)
             pr, pc = _phone_map(
-                np.asarray(reg["homography"], np.float64),
+                np.asarray(reg.homography, np.float64),
                 geom,
                 rr,
                 ccm,
                 dr,
                 dc,
-                _correction_from_extra(reg["extra"]),
+                _correction_from_extra(reg.extra),
             )
             # the registered pixel shows the content of mosaic point x + origin; truth: phone pixel there
             tr, tc = shot.truth.to_phone(rr + geom.target_origin_px[0], ccm + geom.target_origin_px[1])
@@ -148,11 +148,11 @@ def registration_accuracy(root: Path, slide: str, shots: list[PhoneShot]) -> lis
             rows.append(
                 {
                     "capture": i,
-                    "kept": bool(reg["ok"]),
-                    "reason": reg["reason"],
+                    "kept": bool(reg.ok),
+                    "reason": reg.reason,
                     "error_median_phone_px": float(np.median(err)),
                     "error_p90_phone_px": float(np.percentile(err, 90)),
-                    "checks": reg["extra"].get("checks"),
+                    "checks": reg.extra.get("checks"),
                 }
             )
     return rows

@@ -28,8 +28,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _common import hardware, write_result
 
 import scopectl.twin.benchtop as benchtop_module
-from scopectl.evaluation.metrics import cie94_stats, ssim
 from scopectl.evaluation.tables import PAPER_TABLE2
+from scopectl.metrics import cie94_stats, ssim
 from scopectl.twin import BenchtopModel, make_slide
 
 

@@ -21,6 +21,8 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from scopectl.pgcluster import PostgresUnavailable, ThrowawayPostgres
+
 __all__ = ["CAPABILITIES", "Capability", "ProbeResult", "probe", "probe_all"]
 
 #: Seconds one step of a probe (a compile, a run) may take.
@@ -190,7 +192,7 @@ def _probe_cuda(tmp: Path) -> str:
 
 def _probe_bf16(tmp: Path) -> str:
     del tmp
-    import torch
+    import torch  # torch loads only when this runs
 
     native = torch.backends.mkldnn.is_available() and torch.ops.mkldnn._is_mkldnn_bf16_supported()  # type: ignore[no-untyped-call]
     if not native:
@@ -206,7 +208,6 @@ def _probe_bf16(tmp: Path) -> str:
 
 def _probe_postgresql(tmp: Path) -> str:
     del tmp
-    from scopectl.pgcluster import PostgresUnavailable, ThrowawayPostgres
 
     try:
         with ThrowawayPostgres(prefix="scopectl-probe-pg-") as pg:

@@ -224,6 +224,7 @@ def read_untrusted(path: Path | str, *, max_bytes: int = MAX_FILE_BYTES, what: s
 @contextmanager
 def _strict(path: Path | str, fmt: str) -> Iterator[None]:
     """Pillow's warnings (decompression bomb, corrupt data) are errors; its exceptions become InputFileError."""
+    # Pillow loads only for PNG/JPEG files (keeps `scopectl --help` fast)
     from PIL import Image, UnidentifiedImageError
 
     Image.MAX_IMAGE_PIXELS = MAX_PIXELS
@@ -256,7 +257,7 @@ def decode_jpeg(data: bytes, *, source: str = "<bytes>") -> np.ndarray:
     InputFileError
         Naming ``source``, for a file that is not a decodable, intact colour JPEG.
     """
-    import simplejpeg
+    import simplejpeg  # libjpeg-turbo loads only to decode a JPEG
 
     try:
         rows, cols, colorspace, _subsampling = simplejpeg.decode_jpeg_header(data)
@@ -293,16 +294,46 @@ def _resolution_um(dpi: Any) -> tuple[float | None, str | None]:
     )
 
 
+def _png_header(path: Path, data: bytes) -> str:
+    """Check the size in a PNG's IHDR chunk and return Pillow's raw mode for it (``"RGB"``, ``"RGB;16B"`` ...).
+
+    Pillow's own chunk reader parses the header without decoding.  It runs before :func:`PIL.Image.open`,
+    which refuses a zero-sized image with a message that does not say so.  A header this reader cannot
+    parse is left to :func:`PIL.Image.open`, which reads it the same way and reports it.
+    """
+    from PIL import PngImagePlugin  # Pillow loads only for PNG/JPEG files (keeps `scopectl --help` fast)
+
+    with PngImagePlugin.PngStream(io.BytesIO(data[8:])) as chunks:
+        try:
+            cid, pos, length = chunks.read()
+            if cid != b"IHDR":
+                return ""
+            chunks.call(cid, pos, length)
+        except (OSError, SyntaxError, ValueError, EOFError, struct.error):
+            return ""
+        cols, rows = chunks.im_size
+        raw_mode = str(getattr(chunks, "im_rawmode", ""))  # unset for a combination PNG does not define
+    _check_dims(path, rows, cols)
+    return raw_mode
+
+
+#: Pillow's PNG raw modes that are not 8 bits per sample (the 16-bit ones end in ``;16B``).
+_PNG_LOW_BIT_DEPTHS = {"1": 1, "P;1": 1, "L;2": 2, "P;2": 2, "L;4": 4, "P;4": 4}
+
+
+def _png_bit_depth(raw_mode: str) -> int:
+    """Bits per sample of a PNG from Pillow's raw mode (:func:`_png_header`)."""
+    return 16 if raw_mode.endswith(";16B") else _PNG_LOW_BIT_DEPTHS.get(raw_mode, 8)
+
+
 def _read_pillow(
     path: Path, data: bytes, fmt: Literal["jpeg", "png"]
 ) -> tuple[np.ndarray, float | None, str | None]:
     """Pixels, plausible pixel size and resolution note of a JPEG or PNG (Pillow reads the header)."""
-    from PIL import Image
+    from PIL import Image  # Pillow loads only for PNG/JPEG files (keeps `scopectl --help` fast)
 
     name = fmt.upper()
-    if fmt == "png" and len(data) >= 24 and data[12:16] == b"IHDR":  # zero sizes, before Pillow refuses them
-        cols0, rows0 = struct.unpack(">II", data[16:24])
-        _check_dims(path, rows0, cols0)
+    png_raw_mode = _png_header(path, data) if fmt == "png" else ""
     with _strict(path, f"{name} header"), Image.open(io.BytesIO(data), formats=(name,)) as im:
         cols, rows = im.size
         mode = im.mode
@@ -310,12 +341,12 @@ def _read_pillow(
     _check_dims(path, int(rows), int(cols))
     pixel_um, note = _resolution_um(dpi) if dpi is not None else (None, None)
     if fmt == "png":
-        depth, ctype = data[24], data[25]  # IHDR, which Pillow has just parsed
+        depth = _png_bit_depth(png_raw_mode)
         if depth != 8:
             raise _bad(
                 path, f"{depth}-bit PNG; scopectl needs 8-bit RGB", "Convert it to 8 bits per channel."
             )
-        if ctype in (0, 4) or mode in ("1", "L", "LA", "I", "I;16"):
+        if png_raw_mode.startswith("LA") or mode in ("1", "L", "LA", "I", "I;16"):
             raise _bad(path, "grayscale image; scopectl needs RGB colour images", "Use the colour export.")
         if not data.rstrip(b"\x00").endswith(b"IEND\xaeB`\x82"):
             raise _bad(path, "truncated PNG (no IEND chunk at the end)", "Copy or export the file again.")
@@ -340,7 +371,7 @@ def decode_dng(data: bytes, *, source: str = "<bytes>") -> tuple[np.ndarray, dic
     Returns the image and the raw settings rawpy reports (CFA pattern, black/white levels, white balance).
     The declared sizes of every image in the file are checked against :data:`MAX_PIXELS` first.
     """
-    import rawpy
+    import rawpy  # rawpy (LibRaw) loads only to decode a DNG
 
     _check_tiff_sizes(source, data)
     try:
@@ -372,7 +403,7 @@ def decode_dng(data: bytes, *, source: str = "<bytes>") -> tuple[np.ndarray, dic
 
 def _check_tiff_sizes(source: str, data: bytes) -> None:
     """Refuse a TIFF/DNG any of whose images (main IFDs and SubIFDs) declares more than MAX_PIXELS."""
-    import tifffile
+    import tifffile  # tifffile loads only for TIFF files (keeps `scopectl --help` fast)
 
     with _tiff_errors(source, data), tifffile.TiffFile(io.BytesIO(data)) as tif:
         pages = list(tif.pages)
@@ -445,7 +476,7 @@ def _to_rgb8(path: Path, arr: np.ndarray) -> np.ndarray:
 
 def _read_tiff(path: Path, data: bytes) -> tuple[np.ndarray, float | None, str | None, bool]:
     """Return pixels, the stated pixel size (µm), a resolution note and whether the TIFF is a DNG."""
-    import tifffile
+    import tifffile  # tifffile loads only for TIFF files (keeps `scopectl --help` fast)
 
     with _tiff_errors(str(path), data), tifffile.TiffFile(io.BytesIO(data)) as tif:
         page = tif.pages.first
@@ -525,7 +556,7 @@ def read_image(path: Path | str, *, max_file_bytes: int = MAX_FILE_BYTES) -> Ima
         )
     settings: dict[str, Any] = {}
     if fmt in ("png", "jpeg"):
-        arr, pixel_um, note = _read_pillow(path, data, fmt)  # type: ignore[arg-type]
+        arr, pixel_um, note = _read_pillow(path, data, fmt)
     else:
         arr, pixel_um, note, is_dng = _read_tiff(path, data)
         if is_dng:

@@ -40,7 +40,7 @@ from xml.etree import ElementTree as ET
 import numpy as np
 
 from scopectl import __version__
-from scopectl.errors import ConfigError, OutputError
+from scopectl.errors import ConfigError, InputFileError, OutputError
 
 __all__ = [
     "FORMATS",
@@ -73,7 +73,7 @@ def pyramid_levels(rgb: np.ndarray, *, min_size: int = MIN_LEVEL) -> list[np.nda
     A level ``k`` pixel covers the ``2^k × 2^k`` block of full-resolution pixels starting at
     ``(2^k·r, 2^k·c)``; odd sizes round up (the last row or column averages what there is).
     """
-    import cv2
+    import cv2  # OpenCV (heavy) loads only when this runs
 
     levels = [rgb]
     while max(levels[-1].shape[:2]) > min_size:
@@ -319,7 +319,7 @@ def _write_tiff(
     level: int,
     workers: int | None,
 ) -> None:
-    import tifffile
+    import tifffile  # tifffile loads only for TIFF files (keeps `scopectl --help` fast)
 
     levels = pyramid_levels(np.ascontiguousarray(rgb))
     common: dict[str, Any] = {
@@ -387,6 +387,7 @@ def _write_tiff(
 def _write_png(
     tmp: Path, rgb: np.ndarray, pixel_size_um: float | None, annotations: Mapping[str, str], level: int
 ) -> None:
+    # Pillow loads only for PNG/JPEG files (keeps `scopectl --help` fast)
     from PIL import Image, PngImagePlugin
 
     info = PngImagePlugin.PngInfo()
@@ -409,9 +410,7 @@ def read_annotations(path: Path) -> dict[str, str]:
     InputFileError
         If the file is not an OME-TIFF or its OME-XML does not parse.
     """
-    import tifffile
-
-    from scopectl.errors import InputFileError
+    import tifffile  # tifffile loads only for TIFF files (keeps `scopectl --help` fast)
 
     try:
         with tifffile.TiffFile(path) as tif:

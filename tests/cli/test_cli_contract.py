@@ -11,7 +11,8 @@ from pathlib import Path
 import pytest
 
 from scopectl import __version__
-from scopectl.cli.main import expand_variadic, main
+from scopectl.cli.main import main
+from scopectl.cli.runner import expand_variadic
 
 
 def test_version(capsys: pytest.CaptureFixture[str]) -> None:

@@ -21,6 +21,7 @@ from scopectl.evaluation.report import evaluate_pairs
 from scopectl.evaluation.tables import aggregate, score_capture, tables_markdown, write_tables
 from scopectl.learn.modelio import ModelCard, save_model
 from scopectl.learn.network import build_network
+from scopectl.metrics import luma
 from scopectl.registration.synthetic import tissue_rgb
 from scopectl.store import CaptureRecord, RegistrationRecord, SlideStore
 
@@ -49,7 +50,7 @@ def mosaic() -> np.ndarray:
 
 
 def _gray(img: np.ndarray) -> np.ndarray:
-    return img.astype(np.float64) @ np.array([0.299, 0.587, 0.114])
+    return luma(img)
 
 
 def test_scores_match_scikit_image(mosaic: np.ndarray) -> None:
@@ -74,7 +75,7 @@ def test_scores_match_scikit_image(mosaic: np.ndarray) -> None:
 
 
 def test_cie94_check_value_and_asymmetry() -> None:
-    from scopectl.evaluation.metrics import cie94_lab
+    from scopectl.metrics import cie94_lab
 
     lab1 = np.array([100.0, 21.57210357, 272.22819350])
     lab2 = np.array([100.0, 426.67945353, 72.39590835])

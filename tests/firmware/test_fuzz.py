@@ -8,6 +8,7 @@ import pytest
 from fw_helpers import make
 
 
+@pytest.mark.slow
 @pytest.mark.external("libfuzzer", "host-cxx")
 def test_bounded_fuzz_run_is_clean() -> None:
     proc = make("fuzz", "FUZZ_SECONDS=8")

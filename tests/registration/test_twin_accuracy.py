@@ -12,8 +12,10 @@ from typing import Any
 import pytest
 
 from scopectl.registration.elastic import ElasticParams
-from scopectl.registration.measure import measure_twin
 from scopectl.registration.pair import RegisterParams
+from support import load_benchmark
+
+measure_twin = load_benchmark("registration_accuracy").measure_twin
 
 
 def _pap_capture(params: RegisterParams | None = None) -> dict[str, Any]:

@@ -121,8 +121,6 @@ def test_round_trip_of_tiles_captures_mosaic_and_registration(tmp_path: Path) ->
         assert isinstance(reg, RegistrationRecord) and reg.inliers == 120 and len(reg.similarity_maps) == 2
         np.testing.assert_array_equal(reg.shift_map, shift)
         assert store.registration(1) is None
-        view = store.read_registration(0)  # the string-indexed view kept for callers not yet moved
-        assert view is not None and view["capture_index"] == 0 and view["inliers"] == reg.inliers
         events = store.provenance()
         assert [e.event for e in events][:1] == ["created"]
         assert all(isinstance(e, ProvenanceEvent) and e.to_dict()["event"] == e.event for e in events)

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from scopectl.errors import InputFileError
-from scopectl.evaluation.metrics import cie94_stats
+from scopectl.metrics import cie94_stats
 from scopectl.twin import BenchtopModel, make_slide, slide_from_image
 from scopectl.twin.slide import BarTargetSlide
 

@@ -82,7 +82,7 @@ def evaluate_capture(
     store: SlideStore | None,
 ) -> CaptureChecks:
     """Exposure, sharpness and location checks of one capture, with flags for the failures."""
-    import cv2
+    import cv2  # OpenCV (heavy) loads only when this runs
 
     c = protocol.checks
     over = float(np.mean(np.any(rgb >= 250, axis=2)))
@@ -183,6 +183,7 @@ class AcquisitionEngine:
     # ------------------------------------------------------------------ benchtop
     def run_benchtop(self) -> dict[str, Any]:
         """Focus map (saved, reused on resume), tile scan of the missing tiles, then stitching."""
+        # pymmcore-plus (Micro-Manager) loads only for the benchtop
         from scopectl.hardware.benchtop import FocusPlane, ScanRegion
 
         if self.store.mosaic_info() is not None:

@@ -17,25 +17,43 @@ from typing import Annotated, Any
 import typer
 import yaml
 
+from scopectl.acquisition.protocol import find_protocol, load_protocol
 from scopectl.cli.common import emit, get_state, say
+from scopectl.cli.runner import run_command
 from scopectl.errors import ScopectlError
 
 __all__ = ["register"]
 
 
-def _protocol_file(dest: Path, *, sample_protocol: str, fields: int) -> Path:
-    """Copy a shipped protocol with more phone fields (the way users make their own protocols)."""
-    from scopectl.acquisition.protocol import find_protocol, load_protocol
+#: ``scopectl demo --quick``: a small region, small tiles and captures, two phone fields per slide.
+QUICK_REGION_UM = 480.0
+QUICK_TILE_PX = 512
+QUICK_CAPTURE_PX = 384
+QUICK_FIELDS = 2
 
+
+def _protocol_file(dest: Path, *, sample_protocol: str, fields: int, quick: bool = False) -> Path:
+    """Copy a shipped protocol with more phone fields (the way users make their own protocols).
+
+    ``quick`` also shrinks the scanned region, the benchtop tiles and the phone captures
+    (:data:`QUICK_REGION_UM` ...), so that the whole job runs in a minute or two on a CPU.
+    """
     data = yaml.safe_load(find_protocol(sample_protocol).read_text(encoding="utf-8"))
     data["name"] = f"{data['name']}-demo"
     data["phone"]["fields"]["count"] = fields
-    data["description"] = f"{data['description']} (demo copy: {fields} fields)"
+    change = f"{fields} fields"
+    if quick:
+        region = data["benchtop"]["region"]
+        region["width_um"] = region["height_um"] = QUICK_REGION_UM
+        data["benchtop"]["tile_shape_px"] = [QUICK_TILE_PX, QUICK_TILE_PX]
+        data["phone"]["capture_shape_px"] = [QUICK_CAPTURE_PX, QUICK_CAPTURE_PX]
+        change += f", {QUICK_REGION_UM:g} µm region, {QUICK_TILE_PX} px tiles, {QUICK_CAPTURE_PX} px captures"
+    data["description"] = f"{data['description']} (demo copy: {change})"
     dest.parent.mkdir(parents=True, exist_ok=True)
     dest.write_text(
         "# Written by `scopectl demo` from protocols/"
         + sample_protocol
-        + ".yaml with more phone fields.\n"
+        + f".yaml ({change}).\n"
         + yaml.safe_dump(data, sort_keys=False),
         encoding="utf-8",
     )
@@ -51,9 +69,21 @@ def demo_cmd(
             "--full", help="The bigger run that aims at the paper's quality (all three samples; long)."
         ),
     ] = False,
+    quick: Annotated[
+        bool,
+        typer.Option(
+            "--quick",
+            help="A small run of the whole job (a small region, two phone fields per slide, one short epoch "
+            "of training): a first look in a minute or two on a CPU.  The network will not be good.",
+        ),
+    ] = False,
     minutes: Annotated[
         float | None,
-        typer.Option("--minutes", min=0.1, help="Training time per model (default 5, or 20 with --full)."),
+        typer.Option(
+            "--minutes",
+            min=0.1,
+            help="Training time per model (default 5, or 20 with --full; --quick trains one short epoch).",
+        ),
     ] = None,
     device: Annotated[
         str, typer.Option("--device", help="auto, cpu or cuda for training and enhancement.")
@@ -62,17 +92,25 @@ def demo_cmd(
     json_out: Annotated[bool, typer.Option("--json", help="Print one JSON object as the last line.")] = False,
 ) -> None:
     """Run the main job end to end on the simulated rig: acquire, register, build a dataset, train, enhance, evaluate."""
-    from scopectl.cli.main import main as run
-
+    if quick and full:
+        raise typer.BadParameter("--quick and --full exclude each other.", param_hint="--quick")
     state = get_state(ctx)
+    cli_group = ctx.find_root().command  # the scopectl group this demo was started from
     root = state.root
     samples = (
         [("lung", "lung-trichrome"), ("pap", "pap-smear"), ("blood", "blood-smear")]
         if full
         else [("lung", "lung-trichrome")]
     )
-    fields = 16 if full else 9
+    fields = 16 if full else QUICK_FIELDS if quick else 9
     train_minutes = minutes if minutes is not None else (20.0 if full else 5.0)
+    # --quick without --minutes: one epoch on a seeded subset of the patches
+    train_budget = (
+        ["--epochs", "1", "--max-train-patches", "256", "--max-val-patches", "64"]
+        if quick and minutes is None
+        else ["--minutes", str(train_minutes)]
+    )
+    train_title = "one short epoch" if quick and minutes is None else f"{train_minutes:g} min"
     demo_dir = state.reports_dir / "demo"
     t_start = time.monotonic()
     results: dict[str, Any] = {"root": str(root), "simulated": True, "samples": {}}
@@ -84,7 +122,7 @@ def demo_cmd(
             say(f"== {title}")
             say(f"$ {line}")
         t0 = time.monotonic()
-        code = run(["--root", str(root), *args])
+        code = run_command(cli_group, ["--root", str(root), *args])
         if code not in ok_codes:
             raise ScopectlError(
                 f"demo step '{title}' failed (exit {code}): {line}", hint="See the error above."
@@ -100,7 +138,7 @@ def demo_cmd(
         )
     for k, (sample, proto_name) in enumerate(samples):
         proto = _protocol_file(
-            demo_dir / f"{proto_name}-demo.yaml", sample_protocol=proto_name, fields=fields
+            demo_dir / f"{proto_name}-demo.yaml", sample_protocol=proto_name, fields=fields, quick=quick
         )
         train_slide, test_slide = f"demo-{sample}-a", f"demo-{sample}-b"
         for slide, s in ((train_slide, seed + 2 * k), (test_slide, seed + 2 * k + 1)):
@@ -116,15 +154,14 @@ def demo_cmd(
         )
         model = f"demo-{sample}"
         step(
-            f"train the network for {train_minutes:g} min",
+            f"train the network for {train_title}",
             [
                 "train",
                 "--dataset",
                 dataset,
                 "--model",
                 model,
-                "--minutes",
-                str(train_minutes),
+                *train_budget,
                 "--device",
                 device,
                 "--force",

@@ -9,6 +9,7 @@ import typer
 
 from scopectl.cli.cmd_learn import export_app
 from scopectl.cli.common import JsonOpt, emit, get_state, say
+from scopectl.interop.ome_zarr import export_slide
 
 __all__ = ["export_bioimageio_cmd", "export_ome_zarr_cmd", "register"]
 
@@ -24,7 +25,6 @@ def export_ome_zarr_cmd(
     json_out: JsonOpt = False,
 ) -> None:
     """Export a slide as OME-Zarr (NGFF 0.5): the mosaic and every capture as multiscale images."""
-    from scopectl.interop.ome_zarr import export_slide
 
     state = get_state(ctx)
     result = export_slide(
@@ -71,8 +71,8 @@ def export_bioimageio_cmd(
     json_out: JsonOpt = False,
 ) -> None:
     """Package a trained model for the BioImage Model Zoo (bioimageio.spec 0.5), checked before it is written."""
-    from scopectl.interop.bioimageio import export_model
-    from scopectl.learn.modelio import resolve_model_dir
+    from scopectl.interop.bioimageio import export_model  # torch loads only when this runs
+    from scopectl.learn.modelio import resolve_model_dir  # torch loads only when this runs
 
     state = get_state(ctx)
     model_dir = resolve_model_dir(model, models_dir=state.models_dir)

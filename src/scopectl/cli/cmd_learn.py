@@ -11,6 +11,8 @@ import typer
 
 from scopectl.cli.common import JsonOpt, emit, get_state, progress, say
 from scopectl.errors import ConfigError, InputFileError
+from scopectl.imageio import check_pixel_size_um
+from scopectl.writers import FORMATS
 
 __all__ = ["enhance_cmd", "evaluate_cmd", "export_app", "register", "train_cmd"]
 
@@ -111,15 +113,15 @@ def train_cmd(
     Several GPUs or machines: run the same command under torchrun, e.g.
     ``torchrun --nproc_per_node=4 -m scopectl.cli.main train --dataset lung --model lung-v1 --minutes 10``.
     """
-    from scopectl.learn.modelio import resolve_model_dir
-    from scopectl.learn.train import TrainConfig, TrainProgress, train
+    from scopectl.learn.modelio import resolve_model_dir  # torch loads only when this runs
+    from scopectl.learn.train import TrainConfig, TrainProgress, train  # torch loads only when this runs
 
     state = get_state(ctx)
     precision_value = _precision(precision)
     if recipe not in ("fast", "paper"):
         raise ConfigError(f"--recipe {recipe!r} is not one of fast, paper.")
     config = TrainConfig(
-        recipe=recipe,  # type: ignore[arg-type]
+        recipe=recipe,
         augment=augment,
         epochs=epochs,
         minutes=minutes,
@@ -250,11 +252,11 @@ def enhance_cmd(
     json_out: JsonOpt = False,
 ) -> None:
     """Enhance phone images with a trained model; writes <out>/<input stem>.ome.tif (or .tif, .png) with the pixel size."""
-    from scopectl.imageio import check_pixel_size_um
-    from scopectl.learn.device import pick_device, resolve_precision
+    from scopectl.learn.device import pick_device, resolve_precision  # torch loads only when this runs
+
+    # torch loads only when this runs
     from scopectl.learn.enhance import EnhanceOutcome, enhance_sources, parse_sources, prepare_model
-    from scopectl.learn.modelio import load_model, resolve_model_dir
-    from scopectl.writers import FORMATS
+    from scopectl.learn.modelio import load_model, resolve_model_dir  # torch loads only when this runs
 
     state = get_state(ctx)
     if fmt not in FORMATS:
@@ -351,10 +353,12 @@ def evaluate_cmd(
     json_out: JsonOpt = False,
 ) -> None:
     """Reproduce the paper's Tables 2 (SSIM) and 3 (CIE-94) and Fig. 3 on held-out slides."""
-    from scopectl.evaluation.report import evaluate_slides
+    from scopectl.evaluation.report import evaluate_slides  # torch loads only when this runs
+
+    # SciPy loads only when this runs (keeps `scopectl --help` fast)
     from scopectl.evaluation.tables import finite_json, tables_markdown
-    from scopectl.learn.device import pick_device, resolve_precision
-    from scopectl.learn.modelio import resolve_model_dir
+    from scopectl.learn.device import pick_device, resolve_precision  # torch loads only when this runs
+    from scopectl.learn.modelio import resolve_model_dir  # torch loads only when this runs
 
     state = get_state(ctx)
     if source not in ("rgb", "jpeg", "dng"):
@@ -364,7 +368,7 @@ def evaluate_cmd(
         raise ConfigError("--slides is empty.", hint="Name held-out slides, e.g. --slides lung-07,lung-08.")
     model_dir = resolve_model_dir(model, models_dir=state.models_dir)
     out_dir = out if out is not None else state.reports_dir / model_dir.name / "evaluation"
-    from scopectl.learn.modelio import check_model_dir, read_card
+    from scopectl.learn.modelio import check_model_dir, read_card  # torch loads only when this runs
 
     warn_if_worse_than_bicubic(read_card(check_model_dir(model_dir)))
     dev = pick_device(device)
@@ -403,8 +407,8 @@ def export_onnx_cmd(
     json_out: JsonOpt = False,
 ) -> None:
     """Write an ONNX model (checked against PyTorch with onnxruntime) for phones and browsers."""
-    from scopectl.learn.modelio import load_model, resolve_model_dir
-    from scopectl.learn.onnx_export import OPSET, export_onnx
+    from scopectl.learn.modelio import load_model, resolve_model_dir  # torch loads only when this runs
+    from scopectl.learn.onnx_export import OPSET, export_onnx  # torch loads only when this runs
 
     state = get_state(ctx)
     model_dir = resolve_model_dir(model, models_dir=state.models_dir)

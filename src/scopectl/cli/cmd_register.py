@@ -11,7 +11,7 @@ from pydantic import ValidationError
 from scopectl.cli.common import JsonOpt, emit, get_state, progress, say
 from scopectl.config.base import format_validation_error
 from scopectl.errors import ConfigError, InputFileError
-from scopectl.store import SlideStore
+from scopectl.store import SlideStore, validate_slide_id
 
 __all__ = ["register"]
 
@@ -45,12 +45,14 @@ def _table(rows: list[dict[str, Any]]) -> str:
 
 
 def _admit_option(flag: dict[str, Any]) -> str:
+    # SciPy loads only when this runs (keeps `scopectl --help` fast)
     from scopectl.registration.checks import Flag
 
     return Flag(**flag).admit_with()
 
 
 def _register_params(**kw: Any) -> Any:
+    # SciPy loads only when this runs (keeps `scopectl --help` fast)
     from scopectl.registration.checks import CaptureLimits
     from scopectl.registration.elastic import ElasticParams
     from scopectl.registration.fov import FovParams
@@ -152,8 +154,11 @@ def register_cmd(
     their agreement (--min-consistency) and the FOV match's inlier ratio (--min-inlier-ratio).  A flagged
     capture keeps its measurements; `dataset build` admits it when the limit it missed is loosened.
     """
+    # SciPy loads only when this runs (keeps `scopectl --help` fast)
     from scopectl.registration.distortion import load_distortion_map
     from scopectl.registration.figures import write_distortion_figure
+
+    # SciPy loads only when this runs (keeps `scopectl --help` fast)
     from scopectl.registration.workflow import CaptureReport, accumulate_distortion, register_slide
 
     state = get_state(ctx)
@@ -283,8 +288,8 @@ def build_cmd(
     limits default to those `register` used; loosening one admits the captures it flagged.  Each skipped
     capture is listed with the reason and the option that would admit it.
     """
+    # SciPy loads only when this runs (keeps `scopectl --help` fast)
     from scopectl.registration.dataset import DatasetParams, LimitOverrides, build_dataset
-    from scopectl.store import validate_slide_id
 
     state = get_state(ctx)
     ids = [s.strip() for s in slides.split(",") if s.strip()]
@@ -303,7 +308,7 @@ def build_cmd(
             input_patch_px=patch_px,
             ratio=ratio,
             overlap=overlap,
-            split=_floats(split, "--split", 3),  # type: ignore[arg-type]
+            split=_floats(split, "--split", 3),
             seed=seed,
             jpeg_quality=jpeg_quality,
             min_tissue_fraction=min_tissue,
@@ -315,7 +320,7 @@ def build_cmd(
                 min_inlier_ratio=min_inlier_ratio,
                 min_quality=min_quality,
             ),
-            compression=compression,  # type: ignore[arg-type]
+            compression=compression,
         )
     except ValidationError as exc:
         raise ConfigError(format_validation_error(exc, "dataset build options") + ".") from None

@@ -12,6 +12,7 @@ import typer
 
 from scopectl.cli.common import JsonOpt, emit, get_state, say
 from scopectl.errors import ConfigError
+from scopectl.serve.settings import ServeSettings
 
 __all__ = ["register"]
 
@@ -29,6 +30,7 @@ DbOpt = Annotated[
 
 
 def _db_url(root: Path, db: str | None) -> str:
+    # the web service's stack (SQLAlchemy, argon2, httpx ...) loads only for its commands
     from scopectl.serve.db import default_db_url
 
     return db or os.environ.get("SCOPECTL_DB") or default_db_url(root)
@@ -84,8 +86,8 @@ def serve_cmd(
     data root unless --db names PostgreSQL) is migrated on start.  Stop with Ctrl-C or SIGTERM: running
     jobs finish or go back to the queue, nothing is lost.
     """
+    # the web service's stack (SQLAlchemy, argon2, httpx ...) loads only for its commands
     from scopectl.serve.server import run_server
-    from scopectl.serve.settings import ServeSettings
 
     state = get_state(ctx)
     if precision not in ("auto", "fp32", "bf16"):
@@ -99,7 +101,7 @@ def serve_cmd(
         port=port,
         workers=workers,
         device=device,
-        precision=precision,  # type: ignore[arg-type]
+        precision=precision,
         max_upload_bytes=int(max_upload_mb * 1024**2),
         max_pixels=int(max_megapixels * 1e6),
         lease_s=lease_s,
@@ -120,6 +122,7 @@ def user_add_cmd(
     json_out: JsonOpt = False,
 ) -> None:
     """Create a user; prints a one-time password (changed at the first login) and an API token, once."""
+    # the web service's stack (SQLAlchemy, argon2, httpx ...) loads only for its commands
     from scopectl.serve.accounts import create_user, record_audit
     from scopectl.serve.db import Database
 
@@ -182,6 +185,7 @@ def upload_cmd(
     json_out: JsonOpt = False,
 ) -> None:
     """Upload captures to a case of a scopectl server, with an API token (as a lab's acquisition script would)."""
+    # the web service's stack (SQLAlchemy, argon2, httpx ...) loads only for its commands
     from scopectl.serve.client import ApiClient, ServerError
 
     secret = token or os.environ.get("SCOPECTL_TOKEN")
@@ -240,9 +244,9 @@ def worker_cmd(
     The data root must be the server's (a shared filesystem mounted at the same path).  Stop with Ctrl-C or
     SIGTERM: the running job finishes, or goes back to the queue if stopped again.
     """
+    # the web service's stack (SQLAlchemy, argon2, httpx ...) loads only for its commands
     from scopectl.serve.db import Database
-    from scopectl.serve.settings import ServeSettings
-    from scopectl.serve.worker import Worker
+    from scopectl.serve.worker import Worker  # torch loads only when this runs
 
     state = get_state(ctx)
     if precision not in ("auto", "fp32", "bf16"):
@@ -257,7 +261,7 @@ def worker_cmd(
         root=root,
         db_url=_db_url(state.root, db),
         device=device,
-        precision=precision,  # type: ignore[arg-type]
+        precision=precision,
         poll_s=poll_s,
         lease_s=lease_s,
     )

@@ -53,6 +53,7 @@ def pairs(
     as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object as the last line.")] = False,
 ) -> None:
     """Write N phone/benchtop pairs aligned by ground truth: phone.dng, phone.jpg, benchtop.tif, truth.json."""
+    # SciPy loads only when this runs (keeps `scopectl --help` fast)
     from scopectl.twin.pairs import write_pairs
 
     dirs: list[Path] = []
@@ -91,6 +92,7 @@ def calibrate(
     as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object as the last line.")] = False,
 ) -> None:
     """Measure bicubic-×2.5 SSIM and mean CIE-94 of phone vs benchtop, as in the paper's Tables 2-3."""
+    # SciPy loads only when this runs (keeps `scopectl --help` fast)
     from scopectl.twin.pairs import (
         PAPER_CIE94_RANGE,
         PAPER_SSIM_RANGE,

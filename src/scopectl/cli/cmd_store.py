@@ -226,6 +226,7 @@ def import_cmd(
 
 
 def _stitch(store: SlideStore) -> None:
+    # SciPy loads only when this runs (keeps `scopectl --help` fast)
     from scopectl.stitching import stitch_store
 
     stitch_store(store)

@@ -29,6 +29,7 @@ from rich.progress import (
     TimeElapsedColumn,
     TimeRemainingColumn,
 )
+from rich.text import Text
 
 from scopectl.store.paths import DataRoot
 
@@ -90,7 +91,6 @@ def say(message: str) -> None:
 
 def say_error(message: str, *, label: str = "error") -> None:
     """The one-line error report on stderr."""
-    from rich.text import Text
 
     stderr_console.print(Text(f"{label}: ", style="red") + Text(message), highlight=False, soft_wrap=True)
 

@@ -9,6 +9,8 @@ from pathlib import Path
 import numpy as np
 from scipy import ndimage
 
+from scopectl.metrics import luma
+
 __all__ = ["choose_regions", "comparison_figure"]
 
 
@@ -19,11 +21,7 @@ def choose_regions(target: np.ndarray, *, size: int, count: int = 2) -> list[tup
     """
     rows, cols = target.shape[:2]
     size = min(size, rows, cols)
-    y = (
-        target.astype(np.float64) @ np.array([0.299, 0.587, 0.114])
-        if target.ndim == 3
-        else target.astype(float)
-    )
+    y = luma(target) if target.ndim == 3 else target.astype(float)
     mean = ndimage.uniform_filter(y, size)
     var = ndimage.uniform_filter(y * y, size) - mean * mean
     half = size // 2
@@ -61,11 +59,11 @@ def comparison_figure(
 
     All images are RGB uint8 of the same shape.
     """
-    import matplotlib
+    import matplotlib  # matplotlib loads only to draw figures
 
     matplotlib.use("Agg", force=False)
-    from matplotlib.figure import Figure
-    from matplotlib.patches import Rectangle
+    from matplotlib.figure import Figure  # matplotlib loads only to draw figures
+    from matplotlib.patches import Rectangle  # matplotlib loads only to draw figures
 
     if not (phone.shape == output.shape == target.shape):
         raise ValueError(f"images differ in shape: {phone.shape}, {output.shape}, {target.shape}")
@@ -105,7 +103,7 @@ def comparison_figure(
         axis = (axis - c0) * pixel_size_um
         xlabel = "position along the profile (µm)"
     for name, img, style in zip(names, images, ("-", "-", "-"), strict=True):
-        lum = img[line, c0 : c0 + size].astype(float) @ np.array([0.299, 0.587, 0.114])
+        lum = luma(img[line, c0 : c0 + size])
         ax.plot(axis, lum, style, label=name, lw=1.2)
     ax.set_xlabel(xlabel)
     ax.set_ylabel("luminance (0–255)")
@@ -116,7 +114,7 @@ def comparison_figure(
     fig.tight_layout()
     buf = io.BytesIO()
     fig.savefig(buf, format="png")
-    from scopectl.learn.modelio import atomic_write_bytes
+    from scopectl.learn.modelio import atomic_write_bytes  # torch loads only when this runs
 
     path.parent.mkdir(parents=True, exist_ok=True)
     atomic_write_bytes(path, buf.getvalue())

@@ -27,6 +27,10 @@ import numpy as np
 from numpy.typing import NDArray
 
 from scopectl.errors import InputFileError, RegistrationError
+from scopectl.imageio import decode_dng, decode_jpeg
+from scopectl.metrics import luma
+from scopectl.registration.elastic import elastic_register, warp_image
+from scopectl.store import SlideStore
 
 __all__ = ["HeldOutPair", "capture_pair", "inner_rectangle", "iter_store_pairs", "pair_from_homography"]
 
@@ -153,8 +157,6 @@ def pair_from_homography(
     warped: np.ndarray | None = None
     note = ""
     if elastic:
-        from scopectl.registration.elastic import elastic_register, warp_image
-
         ref_small = cv2.resize(target, (n_cols, n_rows), interpolation=cv2.INTER_AREA)
         try:
             res = elastic_register(_gray(raw), _gray(ref_small))
@@ -168,7 +170,7 @@ def pair_from_homography(
 
 
 def _gray(rgb: np.ndarray) -> np.ndarray:
-    return np.asarray(rgb, dtype=np.float32) @ np.array([0.299, 0.587, 0.114], dtype=np.float32)
+    return luma(rgb, dtype=np.float32)
 
 
 def _decode_capture(store: Any, index: int, source: Source, rgb: np.ndarray) -> np.ndarray:
@@ -178,10 +180,7 @@ def _decode_capture(store: Any, index: int, source: Source, rgb: np.ndarray) -> 
     if data is None:
         raise InputFileError(f"{store.path}: capture {index} has no stored {source.upper()} file.")
     if source == "dng":
-        from scopectl.imageio import decode_dng
-
         return decode_dng(data, source=f"{store.path} capture {index}")[0]
-    from scopectl.imageio import decode_jpeg
 
     return decode_jpeg(data, source=f"{store.path} capture {index}")
 
@@ -205,9 +204,9 @@ def capture_pair(
     InputFileError
         If the requested source bytes are missing or undecodable.
     """
-    reg = store.read_registration(index)
-    if reg is None or not reg["ok"]:
-        reason = "not registered" if reg is None else f"registration failed: {reg['reason']}"
+    reg = store.registration(index)
+    if reg is None or not reg.ok:
+        reason = "not registered" if reg is None else f"registration failed: {reg.reason}"
         raise RegistrationError(f"{store.path}: capture {index} {reason}.")
     info = store.mosaic_info()
     if info is None:
@@ -222,7 +221,7 @@ def capture_pair(
     raw, warped, target, note = pair_from_homography(
         phone,
         store.mosaic(),
-        reg["homography"],
+        reg.homography,
         mosaic_pixel_size_um=info.pixel_size_um,
         input_pixel_size_um=input_pixel_size_um,
         ratio=ratio,
@@ -244,14 +243,13 @@ def iter_store_pairs(
 ) -> list[HeldOutPair]:
     """Every usable registered capture of a slide store as :class:`HeldOutPair` (others reported to
     ``on_skip``)."""
-    from scopectl.store import SlideStore
 
     pairs: list[HeldOutPair] = []
     with SlideStore.open(store_path, mode="r") as store:
-        for meta in store.captures_meta():
+        for meta in store.captures():
             if max_captures is not None and len(pairs) >= max_captures:
                 break
-            index = int(meta["index"])
+            index = meta.index
             try:
                 pairs.append(
                     capture_pair(

@@ -11,7 +11,7 @@ at the model's output pixel size):
 Table 2 (SSIM): bicubic ×p/q upsampling of ``A`` against the network output ``C`` — the paper's test
 images were not aberration-corrected.  SSIM is Wang et al. 2004 on the BT.601 luminance (Gaussian
 window of 11 taps, σ 1.5, K = (0.01, 0.03), population covariances, data range 255, 5-pixel border
-excluded); see :func:`scopectl.evaluation.metrics.ssim`.  Bicubic uses the a = −0.5 kernel (MATLAB).
+excluded); see :func:`scopectl.metrics.ssim`.  Bicubic uses the a = −0.5 kernel (MATLAB).
 
 Table 3 (CIE-94, graphic-arts constants, sRGB → L*a*b* D65/2°, benchtop image as the reference): mean
 and standard deviation over the pixels of each image, then averaged over images, for ``A`` and ``B``
@@ -30,7 +30,7 @@ from typing import Any
 
 import numpy as np
 
-from scopectl.evaluation.metrics import bicubic_resize, cie94_stats, ssim
+from scopectl.metrics import bicubic_resize, cie94_stats, ssim
 
 __all__ = [
     "PAPER_TABLE2",
@@ -334,7 +334,7 @@ def finite_json(value: Any) -> Any:
 
 def write_tables(t: EvaluationTables, out_dir: Path) -> tuple[Path, Path]:
     """Write ``tables.md`` and ``tables.json`` into ``out_dir``; return their paths."""
-    from scopectl.learn.modelio import atomic_write_bytes
+    from scopectl.learn.modelio import atomic_write_bytes  # torch loads only when this runs
 
     out_dir.mkdir(parents=True, exist_ok=True)
     md, js = out_dir / "tables.md", out_dir / "tables.json"

@@ -36,8 +36,13 @@ from pydantic import Field, ValidationError
 
 from scopectl.config.base import StrictModel, format_validation_error, load_mapping
 from scopectl.errors import ConfigError, DeviceError, ScopectlError
+from scopectl.hardware.ledring import SerialLedRing, open_led_ring
 from scopectl.hardware.ledring.config import LedRingConfig
+from scopectl.hardware.ledring.sim import BatteryModel, SimulatedLedBoard
+from scopectl.hardware.phone import PhoneCamera, ensure_key
 from scopectl.hardware.phone.config import PhoneConfig
+from scopectl.hardware.phone.keys import default_key_path
+from scopectl.hardware.phone.sim import SimulatedPhone
 
 if TYPE_CHECKING:
     from scopectl.hardware.benchtop import Benchtop
@@ -162,7 +167,7 @@ class SimulatedWorld:
         capture_shape: tuple[int, int] = (1024, 1024),
         phone_position_error_um: float = 25.0,
     ) -> None:
-        from scopectl.twin import PhoneModel
+        from scopectl.twin import PhoneModel  # the twin (SciPy, OpenCV) loads only for the simulated rig
 
         self.slide = slide
         self.seed = int(seed)
@@ -188,7 +193,7 @@ class SimulatedWorld:
 
     def render_capture(self) -> tuple[bytes, bytes, dict[str, Any]]:
         """The simulated camera app's shot (called by the simulated phone on the shutter key)."""
-        from scopectl.twin import Illumination
+        from scopectl.twin import Illumination  # the twin (SciPy, OpenCV) loads only for the simulated rig
 
         colors, brightness = self._ring_state()
         ill = Illumination(
@@ -303,9 +308,8 @@ def open_rig(
 
 
 def _open_real_rig(cfg: RigConfig, *, prompt: Callable[[str], None] | None) -> Rig:
+    # pymmcore-plus (Micro-Manager) loads only for the benchtop
     from scopectl.hardware.benchtop import Benchtop
-    from scopectl.hardware.ledring import open_led_ring
-    from scopectl.hardware.phone import PhoneCamera
 
     closers: list[Callable[[], None]] = []
     try:
@@ -387,10 +391,7 @@ def open_simulated_rig(
     fresh folder ``sim-<pid>`` beside scopectl's own key in the user's configuration folder
     (``~/.config/scopectl``), removed when the rig closes.  Never in a shared temporary folder.
     """
-    from scopectl.hardware.phone import PhoneCamera, ensure_key
-    from scopectl.hardware.phone.keys import default_key_path
-    from scopectl.hardware.phone.sim import SimulatedPhone
-    from scopectl.twin import make_slide
+    from scopectl.twin import make_slide  # the twin (SciPy, OpenCV) loads only for the simulated rig
 
     closers: list[Callable[[], None]] = []
     try:
@@ -400,7 +401,7 @@ def open_simulated_rig(
             closers.append(functools.partial(shutil.rmtree, workdir, ignore_errors=True))
         if stat.S_IMODE(workdir.stat().st_mode) & 0o077:
             os.chmod(workdir, 0o700)
-        slide = make_slide(sample, seed=seed, width_um=slide_size_um[0], height_um=slide_size_um[1])  # type: ignore[arg-type]
+        slide = make_slide(sample, seed=seed, width_um=slide_size_um[0], height_um=slide_size_um[1])
         f = faults or SimRigFaults()
         board, led = _start_simulated_led(f, closers)
 
@@ -455,8 +456,6 @@ def _start_simulated_led(
     faults: SimRigFaults, closers: list[Callable[[], None]]
 ) -> tuple[SimulatedLedBoard, SerialLedRing]:
     """The simulated LED board on a pty, and the real driver connected to it."""
-    from scopectl.hardware.ledring import SerialLedRing
-    from scopectl.hardware.ledring.sim import BatteryModel, SimulatedLedBoard
 
     # The battery sags with the LED load; it does not drain with wall-clock time, so a simulated
     # acquisition is reproducible whatever its pace (the LED-ring tests exercise the drain).
@@ -476,6 +475,7 @@ def _start_simulated_benchtop(
     closers: list[Callable[[], None]],
 ) -> SimulatedBenchtop:
     """The simulated benchtop looking at ``slide``."""
+    # pymmcore-plus (Micro-Manager) loads only for the benchtop
     from scopectl.hardware.benchtop.sim import simulated_benchtop
 
     # reproducible + approach: the same commanded tile gives the same frame, so resumed runs are identical

@@ -4,8 +4,9 @@
 * :mod:`scopectl.interop.bioimageio` — a trained model as a BioImage Model Zoo package;
 * :mod:`scopectl.interop.napari` — the napari plugin (reader and enhancement widget).
 
-This package may import the store, learning, registration, evaluation and the image writers, never the
-hardware, acquisition, CLI or web service layers.  Its third-party libraries are optional extras; a missing
+Layer: beside evaluation, below the CLI; it may import learning, registration, stitching, the store and the
+low modules (the image writers ...), never evaluation, hardware, acquisition, the twin, the CLI or the web
+service.  See ``docs/architecture.md``.  Its third-party libraries are optional extras; a missing
 one is reported by :func:`require` as one line naming the extra to install.
 """
 

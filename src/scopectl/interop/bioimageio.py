@@ -41,6 +41,7 @@ from scopectl.learn import network as network_module
 from scopectl.learn.enhance import DEFAULT_OVERLAP
 from scopectl.learn.modelio import CARD_NAME, WEIGHTS_NAME, ModelCard, load_model
 from scopectl.learn.network import EnhanceNet, receptive_field_radius
+from scopectl.learn.onnx_export import OPSET, build_onnx
 
 __all__ = ["ExportedPackage", "axis_scales_nm", "export_model", "halo_px", "input_size_rule"]
 
@@ -98,7 +99,7 @@ def _sha256(path: Path) -> str:
 
 def _test_image(rows: int, cols: int, seed: int = 0) -> np.ndarray:
     """A smooth, stain-coloured test image (deterministic), uint8 rows × cols × 3."""
-    import cv2
+    import cv2  # OpenCV (heavy) loads only when this runs
 
     rng = np.random.default_rng(seed)
     noise = rng.random((rows // 4 + 2, cols // 4 + 2, 3)).astype(np.float32)
@@ -161,13 +162,13 @@ def _readme(card: ModelCard, ratio: tuple[int, int], pad: int, halo: int) -> str
 
 
 def _cover(rgb_in: np.ndarray, rgb_out: np.ndarray, path: Path) -> None:
-    import cv2
+    import cv2  # OpenCV (heavy) loads only when this runs
 
     rows, cols = rgb_out.shape[:2]
     side = min(rows, cols)
     left = cv2.resize(rgb_in, (rgb_out.shape[1], rgb_out.shape[0]), interpolation=cv2.INTER_CUBIC)
     cover = np.concatenate([left[:side, :side], rgb_out[:side, :side]], axis=1)
-    from PIL import Image
+    from PIL import Image  # Pillow loads only for PNG/JPEG files (keeps `scopectl --help` fast)
 
     Image.fromarray(np.ascontiguousarray(cover)).save(path, format="PNG")
 
@@ -225,7 +226,6 @@ def export_model(
         with torch.no_grad():
             traced = torch.jit.trace(net.eval(), example, check_trace=False)  # type: ignore[no-untyped-call]
         traced.save(str(tmp / "weights.torchscript.pt"))
-        from scopectl.learn.onnx_export import OPSET, build_onnx
 
         (tmp / "weights.onnx").write_bytes(build_onnx(net, card).SerializeToString())
         # --- test tensors, cover, documentation, attachments

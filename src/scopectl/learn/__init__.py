@@ -7,6 +7,10 @@ Public API (see ``docs/network.md``)::
     enhance_image(model, rgb, *, tile, device) -> np.ndarray              # tiled, seamless
     train(dataset, model_dir, TrainConfig(...)) -> TrainResult
     export_onnx(model, card, path)
+
+Layer: below evaluation, above registration; it may import registration, stitching, the store and the
+low modules (imageio, writers, config, metrics, errors), never evaluation, the exports, hardware,
+acquisition, the twin, the service or the CLI.  See ``docs/architecture.md``.
 """
 
 from __future__ import annotations

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import logging
 import math
+import os
 import threading
 import time
 from collections.abc import Callable, Iterable, Sequence
@@ -34,10 +35,13 @@ import numpy as np
 import torch
 from torch import nn
 
-from scopectl.errors import ConfigError, InputFileError, ModelError
+from scopectl.errors import ConfigError, InputFileError, ModelError, from_os_error
+from scopectl.imageio import check_input_file, check_pixel_size_um, plausible_pixel_size_um, read_image
 from scopectl.learn.device import autocast
 from scopectl.learn.modelio import ModelCard
 from scopectl.learn.network import receptive_field_radius
+from scopectl.store import SlideStore
+from scopectl.store.paths import sweep_stale_partials
 from scopectl.writers import SUFFIXES, ImageFormat, write_image
 
 __all__ = [
@@ -262,7 +266,6 @@ class FileSource:
         return self.path.stem
 
     def load(self) -> LoadedImage:
-        from scopectl.imageio import read_image
 
         img = read_image(self.path)
         return LoadedImage(
@@ -285,11 +288,9 @@ class StoreCaptureSource:
         return f"{self.store_path.stem}-capture{self.index:04d}"
 
     def load(self) -> LoadedImage:
-        from scopectl.store import SlideStore
 
         with _STORE_LOCK, SlideStore.open(self.store_path, mode="r") as store:
             rgb, meta = store.read_capture(self.index)
-        from scopectl.imageio import plausible_pixel_size_um
 
         px = meta.pixel_size_um
         return LoadedImage(
@@ -322,11 +323,8 @@ def write_tiff(path: Path, rgb: np.ndarray, *, pixel_size_um: float, info: str =
     ImageJ/Fiji read ``XResolution`` (pixels per unit) with the unit from the ImageJ description; QuPath
     reads the same through its ImageJ/Bio-Formats readers.
     """
-    import os
 
-    import tifffile
-
-    from scopectl.errors import from_os_error
+    import tifffile  # tifffile loads only for TIFF files (keeps `scopectl --help` fast)
 
     per_um = 1.0 / pixel_size_um
     metadata: dict[str, Any] = {"unit": "um", "axes": "YXS"}
@@ -352,7 +350,7 @@ def write_tiff(path: Path, rgb: np.ndarray, *, pixel_size_um: float, info: str =
 
 def _resample(rgb: np.ndarray, *, factor: float) -> np.ndarray:
     """Resize by ``factor`` (area averaging when shrinking, bicubic when enlarging)."""
-    import cv2
+    import cv2  # OpenCV (heavy) loads only when this runs
 
     rows = max(1, round(rgb.shape[0] * factor))
     cols = max(1, round(rgb.shape[1] * factor))
@@ -397,8 +395,6 @@ def enhance_sources(
     ConfigError
         If two inputs have the same stem or an output exists (without ``overwrite``).
     """
-    from scopectl.imageio import check_pixel_size_um, plausible_pixel_size_um
-    from scopectl.store.paths import sweep_stale_partials
 
     out_dir = Path(out_dir)
     if input_pixel_size_um is not None:
@@ -554,7 +550,6 @@ def parse_sources(items: Iterable[str]) -> list[ImageSource]:
                 captures = match
             sources.extend(StoreCaptureSource(path, idx) for idx in captures)
             continue
-        from scopectl.imageio import check_input_file
 
         check_input_file(path)  # missing, a directory, a FIFO or device: said as such
         sources.append(FileSource(path))
@@ -562,7 +557,6 @@ def parse_sources(items: Iterable[str]) -> list[ImageSource]:
 
 
 def _store_captures(path: Path) -> list[int]:
-    from scopectl.store import SlideStore
 
     with SlideStore.open(path, mode="r") as store:
         return [meta.index for meta in store.captures()]

@@ -26,6 +26,8 @@ from typing import Any, Final, Literal
 
 import torch
 from pydantic import Field, ValidationError, field_validator
+from safetensors import SafetensorError
+from safetensors.torch import load, save
 
 from scopectl import __version__
 from scopectl.config.base import StrictModel, format_validation_error
@@ -98,7 +100,7 @@ class QualityCheck(StrictModel):
     """The network against bicubic interpolation on the validation pairs, measured when training ends.
 
     ``ssim`` is SSIM on luma (Y); ``cie94`` the mean CIE-94 colour difference against the benchtop image (lower
-    is better), as in :mod:`scopectl.evaluation.metrics`.  ``worse_than_bicubic`` is true when the network loses
+    is better), as in :mod:`scopectl.metrics`.  ``worse_than_bicubic`` is true when the network loses
     on either metric; such a model is announced loudly by ``train``, ``enhance`` and ``evaluate`` and is refused
     for serving.  Cards without this record (older models) are *unchecked*, not passed.
     """
@@ -251,7 +253,6 @@ def save_model(directory: Path | str, model: torch.nn.Module, card: ModelCard) -
     The card's ``parameters``, ``weights_sha256``, ``software`` and ``created`` fields are filled in;
     the completed card is returned.
     """
-    from safetensors.torch import save
 
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
@@ -363,6 +364,7 @@ def load_model(directory: Path | str, *, device: str | torch.device = "cpu") -> 
     """
     path = Path(directory)
     if path.is_file() and path.suffix.lower() == ".zip":
+        # bioimageio_package imports this module: importing it here, not at the top, avoids the cycle
         from scopectl.learn.bioimageio_package import is_bioimageio_package, load_package
 
         if is_bioimageio_package(path):
@@ -387,8 +389,6 @@ def model_from_blob(blob: bytes, card: ModelCard, *, source: str) -> EnhanceNet:
     ModelError
         If the checksum differs from the card's, the bytes are not safetensors, or the tensors do not fit.
     """
-    from safetensors import SafetensorError
-    from safetensors.torch import load
 
     weights = source
     if len(blob) > MAX_WEIGHTS_BYTES:

@@ -15,6 +15,7 @@ fields are stored as ONNX metadata properties.
 
 from __future__ import annotations
 
+import importlib.util
 from pathlib import Path
 from typing import Any
 
@@ -31,7 +32,6 @@ OPSET = 17
 
 
 def _require(module: str) -> None:
-    import importlib.util
 
     if importlib.util.find_spec(module) is None:
         raise ModelError(
@@ -43,7 +43,9 @@ def _require(module: str) -> None:
 def build_onnx(model: EnhanceNet, card: ModelCard | None = None) -> Any:
     """An ``onnx.ModelProto`` computing the same function as ``model``."""
     _require("onnx")
-    import onnx
+    import onnx  # optional: the ONNX libraries load only to export or check ONNX
+
+    # optional: the ONNX libraries load only to export or check ONNX
     from onnx import TensorProto, helper, numpy_helper
 
     state = {k: v.detach().cpu().float().numpy() for k, v in model.state_dict().items()}
@@ -171,7 +173,7 @@ def check_onnx(
     Differences are in units of the [0, 1] output scale (multiply by 255 for 8-bit levels).
     """
     _require("onnxruntime")
-    import onnxruntime as ort
+    import onnxruntime as ort  # optional: the ONNX libraries load only to export or check ONNX
 
     session = ort.InferenceSession(onnx_bytes, providers=["CPUExecutionProvider"])
     rng = np.random.default_rng(seed)

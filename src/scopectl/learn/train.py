@@ -38,6 +38,7 @@ what a long run needs:
 
 from __future__ import annotations
 
+import io
 import json
 import math
 import os
@@ -51,12 +52,14 @@ from typing import Any, Literal
 import numpy as np
 import torch
 from pydantic import Field
+from safetensors.torch import load_file, save
 from torch import nn
 
 from scopectl.config.base import StrictModel
 from scopectl.errors import ConfigError, ModelError
 from scopectl.learn.data import BatchSource, PatchDataset, PatchSplit, read_dataset
 from scopectl.learn.device import autocast, pick_device, resolve_precision
+from scopectl.learn.enhance import run_network
 from scopectl.learn.loss import SOBEL_WEIGHT, enhancement_loss
 from scopectl.learn.modelio import (
     CARD_NAME,
@@ -65,9 +68,11 @@ from scopectl.learn.modelio import (
     QualityCheck,
     TrainingInfo,
     atomic_write_bytes,
+    load_model,
     save_model,
 )
 from scopectl.learn.network import EnhanceNet, build_network
+from scopectl.metrics import bicubic_resize, cie94, ssim
 
 __all__ = [
     "PAPER_BATCH",
@@ -770,7 +775,6 @@ class _Trainer:
 
     def _final_card(self, state: _State, batch: int, stopped: str) -> ModelCard:
         """Rewrite the best model's card with the final run summary and SSIM on validation patches."""
-        from scopectl.learn.modelio import load_model
 
         self._barrier()  # rank 0 has written the best model
         if not self.dist.main:
@@ -792,7 +796,6 @@ class _Trainer:
     def _save_checkpoint(self, state: _State) -> None:
         if not self.dist.main:
             return
-        from safetensors.torch import save
 
         if state.history["epoch"]:
             write_training_curve(self.model_dir / CURVE_NAME, state.history, title=self.name)
@@ -826,7 +829,6 @@ class _Trainer:
                 old.unlink(missing_ok=True)
 
     def _load_checkpoint(self, model: EnhanceNet, optimizer: torch.optim.Optimizer) -> _State:
-        from safetensors.torch import load_file
 
         path = self.ckpt_dir / "state.json"
         try:
@@ -882,11 +884,9 @@ def quality_check(model: EnhanceNet, split: PatchSplit, *, max_patches: int = 25
     """The network against bicubic interpolation on up to ``max_patches`` validation patches.
 
     SSIM on luma and the mean CIE-94 difference against the benchtop patch, as in
-    :mod:`scopectl.evaluation.metrics`, on the patch interior (``QUALITY_BORDER_PX`` left out per side);
+    :mod:`scopectl.metrics`, on the patch interior (``QUALITY_BORDER_PX`` left out per side);
     bicubic is MATLAB's (a = −0.5), the paper's baseline.
     """
-    from scopectl.evaluation.metrics import bicubic_resize, cie94, ssim
-    from scopectl.learn.enhance import run_network
 
     n = min(max_patches, len(split))
     b = QUALITY_BORDER_PX
@@ -965,12 +965,11 @@ def augment_batch(
 
 def write_training_curve(path: Path, history: dict[str, list[float]], *, title: str) -> None:
     """Plot training and validation loss against epochs into a PNG (written atomically)."""
-    import io
 
-    import matplotlib
+    import matplotlib  # matplotlib loads only to draw figures
 
     matplotlib.use("Agg", force=False)
-    from matplotlib.figure import Figure
+    from matplotlib.figure import Figure  # matplotlib loads only to draw figures
 
     fig = Figure(figsize=(6.4, 4.0), dpi=100)
     ax = fig.add_subplot(1, 1, 1)

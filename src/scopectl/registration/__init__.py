@@ -8,7 +8,9 @@
 * :mod:`~scopectl.registration.dataset` — training sets: cuts patches and hands them to
   :mod:`scopectl.store.dataset`, which owns the file format (``open_dataset`` reads it).
 
-See ``docs/registration.md``.
+Layer: below learning, above stitching; it may import stitching, the store and the low modules, never
+learning, evaluation, hardware, acquisition, the twin, the service or the CLI.  See ``docs/registration.md``
+and ``docs/architecture.md``.
 """
 
 from __future__ import annotations

@@ -28,6 +28,7 @@ from typing import Any
 import cv2
 import numpy as np
 from numpy.typing import NDArray
+from scipy import ndimage
 
 from scopectl.errors import InputFileError, RegistrationError, ScopectlError, StoreError
 from scopectl.registration.elastic import DisplacementField
@@ -275,8 +276,6 @@ class DistortionAccumulator:
         mean = np.zeros_like(self._sum)
         mean[:, valid] = self._sum[:, valid] / self._count[valid]
         if not valid.all():
-            from scipy import ndimage
-
             idx = ndimage.distance_transform_edt(~valid, return_distances=False, return_indices=True)
             mean = mean[:, idx[0], idx[1]]
         return DistortionMap(

@@ -32,6 +32,7 @@ Rivenson, Y. et al. (2018) Deep learning enhanced mobile-phone microscopy. ACS P
 from __future__ import annotations
 
 import math
+import time
 import warnings
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -790,7 +791,6 @@ def elastic_register(
     RegistrationError
         If the images are too small or their shapes disagree.
     """
-    import time
 
     p, mov, ref, sizes, disp = _prepare(moving, reference, params, margin_px, initial)
     mpyr = _pyramid(mov, p)

@@ -42,10 +42,10 @@ def write_pair_figures(
 
     Returns the written paths.
     """
-    import matplotlib
+    import matplotlib  # matplotlib loads only to draw figures
 
     matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    import matplotlib.pyplot as plt  # matplotlib loads only to draw figures
 
     directory.mkdir(parents=True, exist_ok=True)
     target = pair.target
@@ -107,10 +107,10 @@ def write_pair_figures(
 
 def write_distortion_figure(dmap: DistortionMap, path: Path) -> Path:
     """The mean shift map (the paper's Supplementary Fig. 3) as a PNG."""
-    import matplotlib
+    import matplotlib  # matplotlib loads only to draw figures
 
     matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    import matplotlib.pyplot as plt  # matplotlib loads only to draw figures
 
     path.parent.mkdir(parents=True, exist_ok=True)
     v = dmap.values

@@ -37,6 +37,7 @@ from pydantic import Field
 
 from scopectl.config.base import FrozenModel
 from scopectl.errors import RegistrationError
+from scopectl.metrics import LUMA_BT601
 from scopectl.registration.checks import (
     CaptureChecks,
     CaptureLimits,
@@ -319,7 +320,7 @@ def _project(
     )
 
 
-_LUMA = np.array([0.299, 0.587, 0.114], np.float32)
+_LUMA = LUMA_BT601.astype(np.float32)
 
 
 def registration_images(

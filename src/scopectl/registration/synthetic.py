@@ -1,6 +1,6 @@
 """Seeded synthetic test material: H&E-like tissue, smooth distortion fields and phone-like captures.
 
-Used by the tests and by :mod:`scopectl.registration.measure` to check that registration recovers a
+Used by the tests and by ``benchmarks/registration_accuracy.py`` to check that registration recovers a
 *known* mapping.  Nothing here is used on real data.
 """
 

@@ -23,6 +23,7 @@ from scopectl.errors import RegistrationError, StoreError
 from scopectl.registration.checks import CaptureChecks
 from scopectl.registration.distortion import DistortionAccumulator, DistortionMap
 from scopectl.registration.elastic import DisplacementField
+from scopectl.registration.figures import write_pair_figures
 from scopectl.registration.fov import MosaicIndex
 from scopectl.registration.pair import (
     PairGeometry,
@@ -264,8 +265,6 @@ def register_slide(
         store.write_registration(i, rec)
         figs: list[str] = []
         if figures_dir is not None and pair is not None:
-            from scopectl.registration.figures import write_pair_figures
-
             figs = [
                 str(f)
                 for f in write_pair_figures(

@@ -15,6 +15,7 @@ Modules::
     api, pages  the HTTP API and the browser pages app, server  the ASGI app and uvicorn
     client      the API client of `scopectl upload`
 
-The service sits beside the CLI at the top of the data flow: it uses learn, evaluation, store, imageio,
-config and errors, never hardware, acquisition or the CLI.
+The service sits beside the CLI at the top of the data flow (the CLI starts it): it may import learning,
+evaluation, the store and the low modules (imageio, writers, config, errors), never hardware, acquisition,
+the twin or the CLI.  See ``docs/architecture.md``.
 """

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import re
 import time
 from pathlib import Path
 from typing import Annotated, Any, Literal
@@ -22,6 +23,7 @@ from sqlalchemy.exc import IntegrityError
 
 from scopectl import __version__
 from scopectl.errors import ConfigError
+from scopectl.imageio import read_image
 from scopectl.serve import accounts, queue
 from scopectl.serve.accounts import Principal
 from scopectl.serve.db import (
@@ -68,8 +70,10 @@ from scopectl.serve.schemas import (
     UserIn,
 )
 from scopectl.serve.security import new_id
+from scopectl.serve.tiles import dzi_xml
 from scopectl.serve.uploads import parse_pixel_size, store_capture, validate_upload
 from scopectl.serve.views import capture_view, case_list, case_view, iso, latest_job, latest_report
+from scopectl.writers import write_image
 
 __all__ = ["router"]
 
@@ -516,9 +520,6 @@ def download_input(
     dest = state.files.input_export(capture_id, format)
     with state.export_lock:
         if not dest.exists():
-            from scopectl.imageio import read_image
-            from scopectl.writers import write_image
-
             rgb = read_image(state.files.verify_object(str(row.sha256))).rgb
             write_image(
                 dest,
@@ -567,9 +568,7 @@ def download_enhanced(
         dest = state.files.job_export(capture_id, int(job.id), "tiff")
         with state.export_lock:
             if not dest.exists():
-                import tifffile
-
-                from scopectl.writers import write_image
+                import tifffile  # tifffile loads only for TIFF files (keeps `scopectl --help` fast)
 
                 write_image(
                     dest,
@@ -607,7 +606,6 @@ def _tiles_path(state: ServiceState, conn: Any, capture_id: str, image: str) -> 
 @router.get("/captures/{capture_id}/dzi/{image}.dzi", tags=["viewer"], response_class=Response)
 def dzi(capture_id: str, image: str, request: Request, principal: User, state: State) -> Response:
     """The Deep Zoom descriptor of the input (``input``) or an enhanced result (``job-<n>``)."""
-    from scopectl.serve.tiles import dzi_xml
 
     with state.db.begin() as conn:
         load_capture(conn, principal, capture_id)
@@ -894,7 +892,6 @@ def admin_assign(
 def assign_model(
     state: ServiceState, request: Request, principal: Principal, sample_type: str, model: str
 ) -> dict[str, str]:
-    import re
 
     if sample_type != "*" and not re.match(r"^[a-z0-9][a-z0-9_-]{0,31}$", sample_type):
         raise ApiError(

@@ -37,6 +37,7 @@ from sqlalchemy import (
     create_engine,
     event,
     inspect,
+    select,
     text,
 )
 from sqlalchemy.engine import Connection, make_url
@@ -335,6 +336,7 @@ class Database:
 
     def migrate(self) -> str:
         """Bring the schema to :data:`SCHEMA_HEAD` (creating it in an empty database); return the revision."""
+        # the web service's stack (SQLAlchemy, argon2, httpx ...) loads only for its commands
         from alembic import command
         from alembic.config import Config
 
@@ -374,7 +376,6 @@ class Database:
 
     def now(self) -> float:
         """The database server's clock, in seconds since the epoch."""
-        from sqlalchemy import select
 
         with self.engine.connect() as conn:
             return float(conn.execute(select(db_epoch())).scalar_one())

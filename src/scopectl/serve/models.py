@@ -20,6 +20,8 @@ from typing import Any, Literal
 from torch import nn
 
 from scopectl.errors import ConfigError, ModelError
+from scopectl.learn.device import pick_device, resolve_precision
+from scopectl.learn.enhance import prepare_model
 from scopectl.learn.modelio import ModelCard, load_model, read_card, resolve_model_dir
 
 __all__ = ["LoadedModel", "ModelCache", "ModelStatus", "card_summary", "list_models", "model_status"]
@@ -136,7 +138,6 @@ class ModelCache:
     """
 
     def __init__(self, models_dir: Path, *, device: str = "auto", precision: str = "auto") -> None:
-        from scopectl.learn.device import pick_device, resolve_precision
 
         self.models_dir = models_dir
         self.device = pick_device(device)
@@ -152,7 +153,6 @@ class ModelCache:
         ModelError
             If the model is refused, broken, or its files fail to load.
         """
-        from scopectl.learn.enhance import prepare_model
 
         status = model_status(self.models_dir, name)
         if not status.servable or status.card is None:

@@ -18,7 +18,7 @@ from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from fastapi.templating import Jinja2Templates
 from pydantic import ValidationError
-from sqlalchemy import select
+from sqlalchemy import func, select
 
 from scopectl.errors import ConfigError
 from scopectl.serve import accounts, queue
@@ -29,10 +29,11 @@ from scopectl.serve.api import (
     create_case_for,
     login,
     receive_captures,
+    reset_user,
     set_session_cookie,
     write_report,
 )
-from scopectl.serve.db import audit, model_assignments
+from scopectl.serve.db import audit, clinics, db_epoch, model_assignments, users, workers
 from scopectl.serve.deps import (
     LOGIN_CSRF_COOKIE,
     SESSION_COOKIE,
@@ -49,7 +50,7 @@ from scopectl.serve.deps import (
 from scopectl.serve.models import list_models
 from scopectl.serve.schemas import CaseIn
 from scopectl.serve.security import new_secret, same_secret
-from scopectl.serve.views import capture_view, case_list, case_view, iso
+from scopectl.serve.views import capture_view, case_list, case_view, iso, latest_report
 
 __all__ = ["LoginRequired", "PasswordChangeRequired", "login_redirect", "router", "templates"]
 
@@ -338,7 +339,6 @@ def capture_page(capture_id: str, request: Request, principal: PageUser, state: 
         )
         capture = capture_view(conn, row)
         case = case_view(conn, load_case(conn, principal, str(row.case_id)), with_captures=False)
-        from scopectl.serve.views import latest_report
 
         report = latest_report(conn, str(row.case_id))
     return _render(request, "capture.html", {"capture": capture, "case": case, "report": report})
@@ -352,9 +352,6 @@ def admin_page(request: Request, principal: PageUser, state: State) -> Response:
 
 
 def _admin_data(state: ServiceState) -> dict[str, Any]:
-    from sqlalchemy import func
-
-    from scopectl.serve.db import clinics, db_epoch, users, workers
 
     with state.db.connect() as conn:
         assignments = {str(r.sample_type): str(r.model_name) for r in conn.execute(select(model_assignments))}
@@ -433,7 +430,6 @@ def admin_user_action(
     state: State,
     csrf_token: Annotated[str, Form(max_length=200)] = "",
 ) -> Response:
-    from scopectl.serve.api import reset_user
 
     require_role(principal, "admin")
     check_csrf(request, principal, csrf_token)

@@ -61,9 +61,9 @@ def run_server(
     announce: Callable[[str], None] | None = None,
 ) -> None:
     """Migrate the database and serve until SIGINT or SIGTERM (a graceful stop; running jobs are kept)."""
-    import uvicorn
+    import uvicorn  # the web service's stack (SQLAlchemy, argon2, httpx ...) loads only for its commands
 
-    from scopectl.serve.app import create_app
+    from scopectl.serve.app import create_app  # torch loads only when this runs
 
     say = announce or (lambda line: print(line, file=sys.stderr, flush=True))
     db = Database(settings.db_url)

@@ -62,7 +62,7 @@ def write_tile_pack(
 
     Returns the pack's header.  The file appears complete or not at all.
     """
-    import cv2
+    import cv2  # OpenCV (heavy) loads only when this runs
 
     rows, cols = int(rgb.shape[0]), int(rgb.shape[1])
     max_level = _levels(rows, cols)

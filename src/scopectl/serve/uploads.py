@@ -31,7 +31,7 @@ from sqlalchemy.engine import Connection
 from sqlalchemy.exc import IntegrityError
 
 from scopectl.errors import InputFileError
-from scopectl.imageio import ImageFile
+from scopectl.imageio import ImageFile, read_image, sniff_format
 from scopectl.serve import queue
 from scopectl.serve.db import Database, captures
 from scopectl.serve.multipart import FilePart, UploadRejected
@@ -102,7 +102,7 @@ def parse_pixel_size(text: str | None, *, what: str) -> float | None:
 def _header_pixels(path: Path, fmt: str, name: str) -> tuple[int, int]:
     """Rows and columns from the header, without decoding the pixels (the largest image of a TIFF/DNG)."""
     if fmt in ("tiff", "dng"):
-        import tifffile
+        import tifffile  # tifffile loads only for TIFF files (keeps `scopectl --help` fast)
 
         try:
             with tifffile.TiffFile(path) as tif:
@@ -115,7 +115,7 @@ def _header_pixels(path: Path, fmt: str, name: str) -> tuple[int, int]:
                 return best
         except Exception as exc:  # tifffile raises many types for corrupt headers
             raise UploadRejected(422, f"{name}: corrupt TIFF header ({type(exc).__name__}).") from None
-    from PIL import Image
+    from PIL import Image  # Pillow loads only for PNG/JPEG files (keeps `scopectl --help` fast)
 
     try:
         with warnings.catch_warnings():
@@ -144,7 +144,6 @@ def validate_upload(
         415 (not an image, or a declared type that contradicts the content), 413 (too many pixels),
         422 (refused by the decoder policy).
     """
-    from scopectl.imageio import read_image, sniff_format
 
     name = part.display_name
     with open(part.path, "rb") as fh:
@@ -154,7 +153,7 @@ def validate_upload(
         raise UploadRejected(415, f"{name}: not an image by its content (expected DNG, JPEG, PNG or TIFF).")
     rows, cols = _header_pixels(part.path, fmt, name)
     if fmt == "tiff":
-        import tifffile
+        import tifffile  # tifffile loads only for TIFF files (keeps `scopectl --help` fast)
 
         with tifffile.TiffFile(part.path) as tif:
             if "DNGVersion" in tif.pages.first.tags:

@@ -32,6 +32,8 @@ import numpy as np
 from sqlalchemy import delete, select
 
 from scopectl.errors import ConfigError, ScopectlError
+from scopectl.imageio import read_image
+from scopectl.learn.enhance import enhance_image
 from scopectl.serve import queue
 from scopectl.serve.db import Database, captures, db_epoch, model_assignments, workers
 from scopectl.serve.models import ModelCache
@@ -76,7 +78,7 @@ def assigned_model(conn: Any, sample_type: str) -> str:
 
 
 def _resample(rgb: np.ndarray, *, factor: float) -> np.ndarray:
-    import cv2
+    import cv2  # OpenCV (heavy) loads only when this runs
 
     rows = max(1, round(rgb.shape[0] * factor))
     cols = max(1, round(rgb.shape[1] * factor))
@@ -271,8 +273,6 @@ class Worker:
         return state
 
     def _enhance(self, claimed: queue.Claimed) -> dict[str, Any]:
-        from scopectl.imageio import read_image
-        from scopectl.learn.enhance import enhance_image
 
         t0 = time.perf_counter()
         with self.db.connect() as conn:

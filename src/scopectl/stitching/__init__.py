@@ -4,6 +4,8 @@ Pairwise phase correlation of overlaps (sub-pixel), ASHLAR-style acceptance by a
 learnt from unrelated strips, a global least-squares solve of tile positions that drops unreliable pairs,
 linear feather blending, and block-wise writing into a chunked array (e.g. the slide store's mosaic).
 See ``docs/stitching.md`` for the measured accuracy.
+
+Layer: below registration, above the store; it may import the store and the low modules, nothing above.
 """
 
 from __future__ import annotations

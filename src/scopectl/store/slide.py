@@ -30,12 +30,12 @@ but the item bookkeeping here does not).
 from __future__ import annotations
 
 import contextlib
-import dataclasses
 import functools
 import hashlib
 import json
 import math
 import os
+import resource
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -765,14 +765,6 @@ class SlideStore:
         """Every complete capture (without pixels), in index order."""
         return [self._capture_meta(i, g) for i, g in self._items("phone/captures")]
 
-    def captures_meta(self) -> list[dict[str, Any]]:
-        """:meth:`captures` as dicts indexed by field name.
-
-        Kept only for the callers not yet moved to :meth:`captures` (``evaluation/heldout.py``,
-        ``benchmarks/cross_domain.py``); new code uses the typed records.
-        """
-        return [dataclasses.asdict(m) for m in self.captures()]
-
     @staticmethod
     def _capture_meta(index: int, g: h5py.Group) -> CaptureMeta:
         what = f"capture {index}"
@@ -851,20 +843,6 @@ class SlideStore:
         a["residual_px"] = _finite("residual_px", rec.residual_px)
         a["extra_json"] = _json(rec.extra)
         self._commit(g)
-
-    def read_registration(self, capture_index: int) -> dict[str, Any] | None:
-        """:meth:`registration` as a dict indexed by field name (with ``capture_index``).
-
-        Kept only for the callers not yet moved to :meth:`registration` (``evaluation/heldout.py``,
-        ``benchmarks/cross_domain.py``); new code uses the typed record.
-        """
-        rec = self.registration(capture_index)
-        if rec is None:
-            return None
-        return {
-            "capture_index": capture_index,
-            **{f.name: getattr(rec, f.name) for f in dataclasses.fields(rec)},
-        }
 
     @_reads("the registrations")
     def registration(self, capture_index: int) -> RegistrationRecord | None:
@@ -1147,7 +1125,6 @@ def _detail(exc: ScopectlError, path: Path) -> str:
 
 def _check_space(path: Path, nbytes: int, *, shown: Path, hint: str) -> None:
     """Raise FilesystemError unless ``nbytes`` (+5 % and a margin) fit on ``path``'s disk and file-size limit."""
-    import resource
 
     need = int(nbytes * 1.05) + SlideStore.SPACE_MARGIN_BYTES
     try:

@@ -2,6 +2,10 @@
 
 Pure numpy / scipy / OpenCV; no hardware imports. Everything is deterministic given its seeds.
 
+Layer: beside hardware, as the world its simulators render.  It may import only the low modules
+(:mod:`scopectl.metrics`, errors ...); hardware, the CLI and the benchmarks use it, and no image-processing
+package imports it (import-linter contracts).  See ``docs/architecture.md``.
+
 >>> from scopectl.twin import make_slide, BenchtopModel, PhoneModel, Illumination
 >>> slide = make_slide("lung", seed=1)
 >>> bench = BenchtopModel().render(slide, center_x_um=2000, center_y_um=2000, shape=(256, 256))

@@ -54,9 +54,11 @@ def write_dng(
     as_shot_neutral
         Camera-space neutral (3,) of the white balance used.
     """
-    from pidng.core import RAW2DNG
+    from pidng.core import RAW2DNG  # pidng loads only to write DNGs
+
+    # pidng loads only to write DNGs
     from pidng.defs import CalibrationIlluminant, DNGVersion, Orientation, PhotometricInterpretation
-    from pidng.dng import DNGTags, Tag
+    from pidng.dng import DNGTags, Tag  # pidng loads only to write DNGs
 
     if raw.dtype != np.uint16 or raw.ndim != 2:
         raise ValueError(f"raw must be a 2-D uint16 array, got {raw.dtype} {raw.shape}")

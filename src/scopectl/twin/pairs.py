@@ -24,7 +24,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 from scopectl.errors import InputFileError
-from scopectl.evaluation.metrics import bicubic_resize, cie94_stats, ssim
+from scopectl.metrics import bicubic_resize, cie94_stats, ssim
 from scopectl.twin.benchtop import BenchtopModel
 from scopectl.twin.illumination import Illumination
 from scopectl.twin.noise import upsample_step_grid
@@ -362,7 +362,7 @@ def iter_pairs(
 
 def write_pair(pair: Pair, directory: str | Path) -> None:
     """Write one pair's files into ``directory`` (created if needed)."""
-    import tifffile
+    import tifffile  # tifffile loads only for TIFF files (keeps `scopectl --help` fast)
 
     d = Path(directory)
     d.mkdir(parents=True, exist_ok=True)

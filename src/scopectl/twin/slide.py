@@ -831,7 +831,7 @@ def slide_from_image(path: str | Path, *, um_per_px: float) -> Slide:
     img = cv2.imdecode(data, cv2.IMREAD_UNCHANGED) if data.size else None
     if img is None:
         if p.suffix.lower() in (".tif", ".tiff"):
-            import tifffile
+            import tifffile  # tifffile loads only for TIFF files (keeps `scopectl --help` fast)
 
             try:
                 img = tifffile.imread(p)

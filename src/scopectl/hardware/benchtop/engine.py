@@ -79,7 +79,7 @@ def _is_py_device(core: CMMCorePlus, label: str) -> bool:
     return bool(is_py(label)) if callable(is_py) else False
 
 
-class BenchtopEngine(MDAEngine):  # type: ignore[misc]
+class BenchtopEngine(MDAEngine):
     """MDA engine with software autofocus and fail-loud moves and snaps.
 
     Parameters

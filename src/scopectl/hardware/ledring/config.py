@@ -8,6 +8,8 @@ from pydantic import AliasChoices, Field, model_validator
 
 from scopectl.config.base import StrictModel
 from scopectl.hardware.ledring.base import LedRing
+from scopectl.hardware.ledring.firmata_ring import FirmataLedRing
+from scopectl.hardware.ledring.serial_ring import SerialLedRing
 
 __all__ = ["LedRingConfig", "open_led_ring"]
 
@@ -61,8 +63,6 @@ def open_led_ring(cfg: LedRingConfig) -> LedRing:
         :class:`~scopectl.hardware.ledring.firmata_ring.FirmataLedRing`.
     """
     if cfg.flavour == "firmata":
-        from scopectl.hardware.ledring.firmata_ring import FirmataLedRing
-
         return FirmataLedRing(
             cfg.url,
             led_pin=cfg.led_pin,
@@ -76,7 +76,6 @@ def open_led_ring(cfg: LedRingConfig) -> LedRing:
             connect_timeout_s=cfg.connect_timeout_s,
             layout=cfg.layout,
         )
-    from scopectl.hardware.ledring.serial_ring import SerialLedRing
 
     return SerialLedRing(
         cfg.url,

@@ -15,6 +15,9 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
+from adb_shell.auth.keygen import keygen, write_public_keyfile
+from adb_shell.auth.sign_pythonrsa import PythonRSASigner
+
 from scopectl.errors import ConfigError
 
 __all__ = ["default_key_path", "ensure_key", "load_signers", "official_key_path"]
@@ -41,7 +44,6 @@ def ensure_key(path: Path) -> Path:
     ConfigError
         When the key cannot be created or is unsafe (a symlink, not a regular file).
     """
-    from adb_shell.auth.keygen import keygen
 
     path = Path(path)
     if path.is_symlink() or (path.exists() and not path.is_file()):
@@ -79,7 +81,6 @@ def _tighten(path: Path) -> None:
 
 
 def _write_public_key(path: Path) -> None:
-    from adb_shell.auth.keygen import write_public_keyfile
 
     try:
         write_public_keyfile(str(path), f"{path}.pub")
@@ -90,7 +91,6 @@ def _write_public_key(path: Path) -> None:
 
 
 def _signer(path: Path) -> Any:
-    from adb_shell.auth.sign_pythonrsa import PythonRSASigner
 
     try:
         return PythonRSASigner.FromRSAKeyPath(str(path))

@@ -101,7 +101,7 @@ def _clean(key: str, value: Any) -> Any:
 
 
 def _dng_settings(path: Path) -> dict[str, Any]:
-    import tifffile
+    import tifffile  # tifffile loads only for TIFF files (keeps `scopectl --help` fast)
 
     raw: dict[int, Any] = {}
     try:
@@ -125,6 +125,7 @@ def _dng_settings(path: Path) -> dict[str, Any]:
 
 
 def _jpeg_settings(path: Path) -> dict[str, Any]:
+    # Pillow loads only for PNG/JPEG files (keeps `scopectl --help` fast)
     from PIL import Image, UnidentifiedImageError
 
     try:

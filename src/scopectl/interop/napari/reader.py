@@ -27,6 +27,7 @@ import numpy as np
 from scopectl.errors import ScopectlError
 from scopectl.interop.ome_zarr import capture_affine_um
 from scopectl.store import SlideStore
+from scopectl.writers import read_annotations
 
 __all__ = ["LayerData", "enhanced_dir", "get_reader", "read_export", "read_store"]
 
@@ -135,9 +136,7 @@ def read_store(path: Path) -> list[LayerData]:
 
 
 def _enhanced_layers(store_path: Path, slide: str, affines: dict[int, np.ndarray]) -> list[LayerData]:
-    import tifffile
-
-    from scopectl.writers import read_annotations
+    import tifffile  # tifffile loads only for TIFF files (keeps `scopectl --help` fast)
 
     folder = enhanced_dir(store_path)
     layers: list[LayerData] = []
@@ -172,7 +171,7 @@ def _enhanced_layers(store_path: Path, slide: str, affines: dict[int, np.ndarray
 def read_export(path: Path) -> list[LayerData]:
     """Layers of an OME-Zarr export (folder or ``.ozx``): multiscale, lazily read through dask."""
     da: Any = importlib.import_module("dask.array")
-    import zarr
+    import zarr  # optional extra: loads only in napari / for OME-Zarr
 
     store: Any = (
         zarr.storage.ZipStore(path, mode="r")

@@ -15,6 +15,8 @@ from typing import Any
 import numpy as np
 
 from scopectl.errors import ScopectlError
+from scopectl.interop.napari.reader import _enhanced_affine, enhanced_dir
+from scopectl.writers import SUFFIXES, write_image
 
 __all__ = ["EnhanceWidget", "enhance_layer"]
 
@@ -27,10 +29,8 @@ def enhance_layer(viewer: Any, layer: Any, model_path: Path, *, write: bool = Tr
     ScopectlError
         If the layer is not an RGB uint8 image, or the model cannot be loaded.
     """
-    from scopectl.interop.napari.reader import _enhanced_affine, enhanced_dir
-    from scopectl.learn.enhance import enhance_image
-    from scopectl.learn.modelio import load_model
-    from scopectl.writers import SUFFIXES, write_image
+    from scopectl.learn.enhance import enhance_image  # torch loads only when this runs
+    from scopectl.learn.modelio import load_model  # torch loads only when this runs
 
     data = layer.data[0] if getattr(layer, "multiscale", False) else layer.data
     rgb = np.asarray(data)
@@ -81,6 +81,7 @@ def enhance_layer(viewer: Any, layer: Any, model_path: Path, *, write: bool = Tr
 
 
 def _make_widget_class() -> type:
+    # optional extra: loads only in napari / for OME-Zarr
     from qtpy.QtWidgets import (
         QComboBox,
         QFileDialog,
@@ -92,7 +93,7 @@ def _make_widget_class() -> type:
         QWidget,
     )
 
-    class _EnhanceWidget(QWidget):  # type: ignore[misc]
+    class _EnhanceWidget(QWidget):
         """Layer chooser, model path and an *Enhance* button; errors are shown in the status line."""
 
         def __init__(self, napari_viewer: Any) -> None:

@@ -31,6 +31,7 @@ import numpy as np
 
 from scopectl.errors import ConfigError
 from scopectl.hardware.benchtop.focus import FocusPlane
+from scopectl.twin import BenchtopModel, make_slide
 
 if TYPE_CHECKING:
     from scopectl.twin import BenchtopModel, Slide
@@ -88,7 +89,6 @@ class TwinRenderer:
     """
 
     def __init__(self, slide: Slide, *, model: BenchtopModel | None = None) -> None:
-        from scopectl.twin import BenchtopModel
 
         self.slide = slide
         self.model = model if model is not None else BenchtopModel()
@@ -520,7 +520,6 @@ def get_world(name: str) -> SimulatedWorld:
                 f"simulated benchtop: no world named {name!r} is registered; "
                 "call scopectl.hardware.benchtop.register_world first or use 'default'."
             )
-        from scopectl.twin import make_slide
 
         world = SimulatedWorld(TwinRenderer(make_slide("lung", seed=0)), seed=0)
         _REGISTRY[name] = world

@@ -1,4 +1,7 @@
-"""The paper's image-quality metrics: SSIM, the CIE-94 colour distance, and bicubic resampling.
+"""The paper's image-quality metrics: SSIM, the CIE-94 colour distance, bicubic resampling, and luma.
+
+A low module (NumPy and SciPy only): every layer may import it (learning scores its validation
+patches with it, the twin its simulated pairs, evaluation its tables).
 
 Every choice that moves the numbers is fixed here and stated, so that results can be compared with
 Rivenson et al. 2018 (Tables 2 and 3) and with other tools:
@@ -11,26 +14,31 @@ Rivenson et al. 2018 (Tables 2 and 3) and with other tools:
 * :func:`cie94` converts sRGB (IEC 61966-2-1) to CIE L*a*b* (D65, 2° observer) and applies the
   graphic-arts CIE-94 formula (kL = kC = kH = 1, K1 = 0.045, K2 = 0.015) with the first image as the
   reference (the metric is asymmetric).
+* :data:`LUMA_BT601` and :func:`luma`: the BT.601 luma weights (R, G, B), written once for the
+  whole package.
 * :func:`bicubic_resize` uses the Keys cubic kernel with a = -0.5 (MATLAB ``imresize`` and PIL), pixel
   centres aligned as MATLAB does, an antialiasing (widened) kernel when shrinking, and mirrored edges.
 """
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Any, Literal
 
 import numpy as np
 import scipy.sparse
 from numpy.typing import NDArray
 from scipy import ndimage
 
-__all__ = ["bicubic_resize", "cie94", "cie94_stats", "rgb_to_lab", "ssim"]
+__all__ = ["LUMA_BT601", "bicubic_resize", "cie94", "cie94_stats", "luma", "rgb_to_lab", "ssim"]
 
 _SSIM_SIGMA = 1.5
 _SSIM_TRUNCATE = 3.5  # radius int(3.5 * 1.5 + 0.5) = 5 -> 11 taps
 _SSIM_K1 = 0.01
 _SSIM_K2 = 0.03
-_BT601 = np.array([0.299, 0.587, 0.114])
+
+#: ITU-R BT.601 luma weights (R, G, B): Y = 0.299 R + 0.587 G + 0.114 B (float64, read-only).
+LUMA_BT601: NDArray[np.float64] = np.array([0.299, 0.587, 0.114])
+LUMA_BT601.setflags(write=False)
 
 # sRGB (linear) -> XYZ, D65, as in IEC 61966-2-1 / scikit-image
 _SRGB_TO_XYZ = np.array(
@@ -41,6 +49,25 @@ _SRGB_TO_XYZ = np.array(
     ]
 )
 _D65_WHITE = np.array([0.95047, 1.0, 1.08883])
+
+
+def luma(rgb: np.ndarray, *, dtype: type[np.floating[Any]] = np.float64) -> NDArray[Any]:
+    """BT.601 luma of an RGB image (channels on the last axis), computed in ``dtype``.
+
+    Parameters
+    ----------
+    rgb : ndarray
+        ``(..., 3)`` image, any numeric dtype (0–255 stays 0–255).
+    dtype : numpy floating type, keyword-only
+        The precision of the product (``np.float32`` for large images).
+
+    Returns
+    -------
+    ndarray
+        ``rgb.shape[:-1]``: Y = 0.299 R + 0.587 G + 0.114 B.
+    """
+    result: NDArray[Any] = np.asarray(rgb, dtype=dtype) @ LUMA_BT601.astype(dtype)
+    return result
 
 
 def _as_float(img: np.ndarray, name: str) -> NDArray[np.float64]:
@@ -116,7 +143,7 @@ def ssim(
     if ref.ndim != 3 or ref.shape[2] != 3:
         raise ValueError(f"expected (rows, columns) or (rows, columns, 3) images, got {ref.shape}")
     if channel == "luminance":
-        return _ssim_2d(ref @ _BT601, tst @ _BT601, data_range)
+        return _ssim_2d(ref @ LUMA_BT601, tst @ LUMA_BT601, data_range)
     if channel == "rgb":
         return float(np.mean([_ssim_2d(ref[..., k], tst[..., k], data_range) for k in range(3)]))
     raise ValueError(f"channel must be 'luminance' or 'rgb', got {channel!r}")

@@ -1,8 +1,8 @@
 """Accuracy and speed of the registration, measured where the truth is known.
 
-Run ``python -m scopectl.registration.measure <what>`` (``what``: ``timing``, ``fov20k``,
+Run ``python benchmarks/registration_accuracy.py <what>`` (``what``: ``timing``, ``fov20k``,
 ``synthetic``, ``twin`` or ``all``); add ``--figures DIR`` to write the documentation's figures.
-Pin it to one core for the timings: ``taskset -c 0 python -m scopectl.registration.measure timing``.
+Pin it to one core for the timings: ``taskset -c 0 python benchmarks/registration_accuracy.py timing``.
 Results are printed as Markdown tables and one JSON object per line (``--json``).
 
 * ``timing`` — pyramid elastic registration of a 1024×1024 phone capture (0.925 µm/px) against its
@@ -431,7 +431,7 @@ def _summary(rows: list[dict[str, Any]]) -> str:
 def main(argv: list[str] | None = None) -> int:
     """Command-line entry point (see the module docstring)."""
     ap = argparse.ArgumentParser(
-        prog="python -m scopectl.registration.measure", description=__doc__.splitlines()[0]
+        prog="python benchmarks/registration_accuracy.py", description=__doc__.splitlines()[0]
     )
     ap.add_argument("what", choices=["timing", "fov20k", "synthetic", "twin", "meanmap", "all"])
     ap.add_argument("--mean-map-captures", type=int, default=16, help="lung captures for meanmap")

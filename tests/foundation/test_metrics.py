@@ -8,7 +8,7 @@ from PIL import Image
 from skimage.color import deltaE_ciede94, rgb2lab
 from skimage.metrics import structural_similarity
 
-from scopectl.evaluation.metrics import bicubic_resize, cie94, cie94_lab, cie94_stats, rgb_to_lab, ssim
+from scopectl.metrics import bicubic_resize, cie94, cie94_lab, cie94_stats, luma, rgb_to_lab, ssim
 
 
 @pytest.fixture
@@ -20,7 +20,7 @@ def pair() -> tuple[np.ndarray, np.ndarray]:
 
 
 def _luma(x: np.ndarray) -> np.ndarray:
-    return x.astype(np.float64) @ np.array([0.299, 0.587, 0.114])
+    return luma(x)
 
 
 def test_ssim_matches_skimage_wang_settings(pair: tuple[np.ndarray, np.ndarray]) -> None:
