@@ -157,7 +157,7 @@ rig_app = typer.Typer(help="Check the rig's devices, or run the simulated rig.",
 @rig_app.command("check")
 def rig_check_cmd(ctx: typer.Context, rig: RigOpt = None, json_out: JsonOpt = False) -> None:
     """Probe each device: found, model or firmware, battery, round-trip latency; non-zero exit if one is missing."""
-    from scopectl.hardware.rig import check_rig, open_rig
+    from scopectl.hardware.rig import check_rig, open_rig  # the device stacks load only when this runs
 
     spec = _rig_spec(rig)
     with open_rig(spec) as opened:
@@ -189,7 +189,7 @@ def rig_sim_cmd(
     json_out: JsonOpt = False,
 ) -> None:
     """Start every simulated device and keep it running, printing how to reach each from outside."""
-    from scopectl.hardware.rig import open_simulated_rig
+    from scopectl.hardware.rig import open_simulated_rig  # the device stacks load only when this runs
 
     if sample not in ("lung", "pap", "blood"):
         raise ConfigError(f"--sample {sample!r}: expected lung, pap or blood.")
