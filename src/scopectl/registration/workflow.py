@@ -202,22 +202,9 @@ def register_slide(
         If the slide has no mosaic or no captures.
     """
     p = params or RegisterParams()
-    info = store.mosaic_info()
-    if info is None:
-        raise StoreError(
-            f"{store.path}: slide '{store.slide_id}' has no benchtop mosaic.",
-            hint="Acquire or import the benchtop tiles and stitch them first.",
-        )
-    metas = {m.index: m for m in store.captures()}
-    if not metas:
-        raise StoreError(f"{store.path}: slide '{store.slide_id}' has no phone captures to register.")
-    indices = list(captures) if captures is not None else sorted(metas)
-    unknown = [i for i in indices if i not in metas]
-    if unknown:
-        raise StoreError(f"{store.path}: no capture(s) {unknown} in slide '{store.slide_id}'.")
+    info, indices = _checked_targets(store, captures)
     mosaic = store.mosaic()
-    ratio = p.ratio_fraction
-    out_pixel_um = info.pixel_size_um * float(ratio)
+    out_pixel_um = info.pixel_size_um * float(p.ratio_fraction)
     index_cache: dict[int, MosaicIndex] = {}
     field_corr = correction.field() if correction is not None else None
     reports: list[CaptureReport] = []
@@ -226,19 +213,7 @@ def register_slide(
         t0 = time.perf_counter()
         rgb, meta = store.read_capture(i)
         phone_um = meta.pixel_size_um
-        valid_um = (
-            math.isfinite(phone_um) and phone_um > 0
-        )  # else register_pair reports it as this capture's failure
-        factor = (
-            MosaicIndex.factor_for(
-                phone_shape=(int(rgb.shape[0]), int(rgb.shape[1])),
-                phone_pixel_um=phone_um,
-                mosaic_pixel_um=info.pixel_size_um,
-                params=p.fov,
-            )
-            if valid_um
-            else 1
-        )
+        factor = _index_factor(rgb, phone_pixel_um=phone_um, info=info, params=p)
 
         def get_index(factor: int = factor) -> MosaicIndex:
             if factor not in index_cache:
@@ -263,32 +238,8 @@ def register_slide(
                 exc.one_line(), pixel_size_um=out_pixel_um, extra={"params": p.model_dump(mode="json")}
             )
         store.write_registration(i, rec)
-        figs: list[str] = []
-        if figures_dir is not None and pair is not None:
-            figs = [
-                str(f)
-                for f in write_pair_figures(
-                    pair, directory=figures_dir, stem=f"{store.slide_id}-capture-{i:05d}"
-                )
-            ]
-        el = pair.elastic if pair is not None else None
-        chk = pair.checks if pair is not None else None
-        report = CaptureReport(
-            index=i,
-            ok=rec.ok,
-            reason=rec.reason,
-            inliers=rec.inliers,
-            scale=rec.scale if math.isfinite(rec.scale) else None,
-            quality=rec.quality if rec.ok or pair is not None else None,
-            residual_px=rec.residual_px,
-            coverage=el.coverage if el is not None else None,
-            seconds=time.perf_counter() - t0,
-            figures=figs,
-            consistency=chk.consistency if chk is not None else None,
-            inlier_ratio=chk.inlier_ratio if chk is not None else None,
-            blur_sigma_px=chk.blur_sigma_px if chk is not None else None,
-            flags=[f.to_dict() for f in pair.flags] if pair is not None else [],
-        )
+        figs = _pair_figures(pair, figures_dir, stem=f"{store.slide_id}-capture-{i:05d}")
+        report = _capture_report(i, rec, pair, seconds=time.perf_counter() - t0, figures=figs)
         reports.append(report)
         if on_capture is not None:
             on_capture(report)
@@ -298,6 +249,72 @@ def register_slide(
         failed=[{"index": r.index, "reason": r.reason} for r in reports if not r.ok],
     )
     return reports
+
+
+def _checked_targets(store: SlideStore, captures: Sequence[int] | None) -> tuple[MosaicInfo, list[int]]:
+    """The slide's mosaic info and the capture indices to register, or a :class:`StoreError`."""
+    info = store.mosaic_info()
+    if info is None:
+        raise StoreError(
+            f"{store.path}: slide '{store.slide_id}' has no benchtop mosaic.",
+            hint="Acquire or import the benchtop tiles and stitch them first.",
+        )
+    metas = {m.index: m for m in store.captures()}
+    if not metas:
+        raise StoreError(f"{store.path}: slide '{store.slide_id}' has no phone captures to register.")
+    indices = list(captures) if captures is not None else sorted(metas)
+    unknown = [i for i in indices if i not in metas]
+    if unknown:
+        raise StoreError(f"{store.path}: no capture(s) {unknown} in slide '{store.slide_id}'.")
+    return info, indices
+
+
+def _index_factor(rgb: np.ndarray, *, phone_pixel_um: float, info: MosaicInfo, params: RegisterParams) -> int:
+    """The mosaic downsampling factor of the feature index for this capture (1 for an invalid pixel size)."""
+    if not (math.isfinite(phone_pixel_um) and phone_pixel_um > 0):
+        return 1  # register_pair reports the invalid pixel size as this capture's failure
+    return MosaicIndex.factor_for(
+        phone_shape=(int(rgb.shape[0]), int(rgb.shape[1])),
+        phone_pixel_um=phone_pixel_um,
+        mosaic_pixel_um=info.pixel_size_um,
+        params=params.fov,
+    )
+
+
+def _pair_figures(pair: RegisteredPair | None, figures_dir: Path | None, *, stem: str) -> list[str]:
+    """Write the PNG figures of a registered pair; none when no directory was asked for or it failed."""
+    if figures_dir is None or pair is None:
+        return []
+    return [str(f) for f in write_pair_figures(pair, directory=figures_dir, stem=stem)]
+
+
+def _capture_report(
+    index: int,
+    rec: RegistrationRecord,
+    pair: RegisteredPair | None,
+    *,
+    seconds: float,
+    figures: list[str],
+) -> CaptureReport:
+    """One line of the per-capture table from the written record and the pair (None when it failed)."""
+    el = pair.elastic if pair is not None else None
+    chk = pair.checks if pair is not None else None
+    return CaptureReport(
+        index=index,
+        ok=rec.ok,
+        reason=rec.reason,
+        inliers=rec.inliers,
+        scale=rec.scale if math.isfinite(rec.scale) else None,
+        quality=rec.quality if rec.ok or pair is not None else None,
+        residual_px=rec.residual_px,
+        coverage=el.coverage if el is not None else None,
+        seconds=seconds,
+        figures=figures,
+        consistency=chk.consistency if chk is not None else None,
+        inlier_ratio=chk.inlier_ratio if chk is not None else None,
+        blur_sigma_px=chk.blur_sigma_px if chk is not None else None,
+        flags=[f.to_dict() for f in pair.flags] if pair is not None else [],
+    )
 
 
 def flagged_checks(reg: RegistrationRecord) -> CaptureChecks | None:
