@@ -425,6 +425,66 @@ def _judge_alignment(
     return elastic, checks
 
 
+def _check_inputs(phone_rgb: NDArray[np.uint8], *, phone_pixel_um: float, mosaic_pixel_um: float) -> None:
+    """Raise a :class:`RegistrationError` unless the capture is H×W×3 uint8 and both pixel sizes are positive."""
+    if phone_rgb.ndim != 3 or phone_rgb.shape[2] != 3 or phone_rgb.dtype != np.uint8:
+        raise RegistrationError(
+            f"the capture must be an H×W×3 uint8 image, got {phone_rgb.shape} {phone_rgb.dtype}."
+        )
+    if not (
+        math.isfinite(phone_pixel_um)
+        and phone_pixel_um > 0
+        and math.isfinite(mosaic_pixel_um)
+        and mosaic_pixel_um > 0
+    ):
+        raise RegistrationError(
+            f"pixel sizes must be positive (phone {phone_pixel_um} µm, mosaic {mosaic_pixel_um} µm); check the slide's metadata."
+        )
+
+
+def _target_crop(
+    phone_rgb: NDArray[np.uint8],
+    mosaic: MosaicLike,
+    match: FovMatch,
+    *,
+    correction: DisplacementField | None,
+    params: RegisterParams,
+) -> tuple[PairGeometry, NDArray[np.uint8], NDArray[np.uint8]]:
+    """The target geometry inside the located footprint, the benchtop crop it covers and the capture
+    resampled onto it by the homography alone (the unregistered view)."""
+    geom = target_region(
+        match.footprint_px,
+        mosaic_shape=(int(mosaic.shape[0]), int(mosaic.shape[1])),
+        margin_px=params.margin_px,
+        ratio=params.ratio_fraction,
+    )
+    (r0, c0), (rows, cols) = geom.target_origin_px, geom.target_shape_px
+    target = np.ascontiguousarray(np.asarray(mosaic[r0 : r0 + rows, c0 : c0 + cols]), dtype=np.uint8)
+    unregistered = render_registered(
+        phone_rgb, homography=match.homography, geometry=geom, shift_map=None, correction=correction
+    )
+    return geom, target, unregistered
+
+
+def _align(
+    phone_rgb: NDArray[np.uint8],
+    target: NDArray[np.uint8],
+    match: FovMatch,
+    geom: PairGeometry,
+    *,
+    correction: DisplacementField | None,
+    params: RegisterParams,
+) -> tuple[list[float], ElasticResult, F32 | None, CaptureChecks]:
+    """The elastic step on the projected capture: channel weights, elastic result, shift map and checks."""
+    projected = _project(phone_rgb, match.homography, geom, params.margin_px, correction)
+    moving, reference, weights = registration_images(
+        projected, target, channel=params.channel, margin_px=params.margin_px
+    )
+    elastic, shift_map = _elastic(moving, reference, geom, params=params)
+    elastic, checks = _judge_alignment(moving, reference, elastic, match, params=params)
+    return weights, elastic, shift_map, checks
+
+
 def register_pair(
     phone_rgb: NDArray[np.uint8],
     mosaic: MosaicLike,
@@ -468,19 +528,7 @@ def register_pair(
     RegistrationError
         When the capture cannot be located (the message says why).
     """
-    if phone_rgb.ndim != 3 or phone_rgb.shape[2] != 3 or phone_rgb.dtype != np.uint8:
-        raise RegistrationError(
-            f"the capture must be an H×W×3 uint8 image, got {phone_rgb.shape} {phone_rgb.dtype}."
-        )
-    if not (
-        math.isfinite(phone_pixel_um)
-        and phone_pixel_um > 0
-        and math.isfinite(mosaic_pixel_um)
-        and mosaic_pixel_um > 0
-    ):
-        raise RegistrationError(
-            f"pixel sizes must be positive (phone {phone_pixel_um} µm, mosaic {mosaic_pixel_um} µm); check the slide's metadata."
-        )
+    _check_inputs(phone_rgb, phone_pixel_um=phone_pixel_um, mosaic_pixel_um=mosaic_pixel_um)
     with _opencv_errors():
         p = params or RegisterParams()
         t0 = time.perf_counter()
@@ -494,27 +542,12 @@ def register_pair(
             prior_center_px=prior_center_px,
         )
         t1 = time.perf_counter()
-        ratio = p.ratio_fraction
-        geom = target_region(
-            match.footprint_px,
-            mosaic_shape=(int(mosaic.shape[0]), int(mosaic.shape[1])),
-            margin_px=p.margin_px,
-            ratio=ratio,
-        )
-        (r0, c0), (rows, cols) = geom.target_origin_px, geom.target_shape_px
-        target = np.ascontiguousarray(np.asarray(mosaic[r0 : r0 + rows, c0 : c0 + cols]), dtype=np.uint8)
-        unregistered = render_registered(
-            phone_rgb, homography=match.homography, geometry=geom, shift_map=None, correction=correction
-        )
+        geom, target, unregistered = _target_crop(phone_rgb, mosaic, match, correction=correction, params=p)
         t2 = time.perf_counter()
-        projected = _project(phone_rgb, match.homography, geom, p.margin_px, correction)
-        moving, reference, weights = registration_images(
-            projected, target, channel=p.channel, margin_px=p.margin_px
+        weights, elastic, shift_map, checks = _align(
+            phone_rgb, target, match, geom, correction=correction, params=p
         )
-        elastic, shift_map = _elastic(moving, reference, geom, params=p)
-        elastic, checks = _judge_alignment(moving, reference, elastic, match, params=p)
         flags = judge(checks, p.limits)
-        failure = "; ".join(f.describe() for f in flags) if flags else None
         t3 = time.perf_counter()
         registered = render_registered(
             phone_rgb, homography=match.homography, geometry=geom, shift_map=shift_map, correction=correction
@@ -528,7 +561,7 @@ def register_pair(
             shift_map=shift_map,
             elastic=elastic,
             unregistered=unregistered,
-            failure=failure,
+            failure="; ".join(f.describe() for f in flags) if flags else None,
             channel_weights=weights,
             timings_s={"fov": t1 - t0, "elastic": t3 - t2, "render": (t4 - t3) + (t2 - t1), "total": t4 - t0},
             checks=checks,
