@@ -549,6 +549,83 @@ def _isotropy(gb_r: F32, gb_c: F32) -> NDArray[np.float64]:
     return isotropy
 
 
+def _work_downsample(block_rows: int, block_cols: int, *, params: ElasticParams) -> int:
+    """The working downsampling factor: the largest power of two allowed whose blocks keep
+    ``params.min_work_block_px``."""
+    d = 1
+    while (
+        d * 2 <= params.max_downsample and min(block_rows, block_cols) // (d * 2) >= params.min_work_block_px
+    ):
+        d *= 2
+    return d
+
+
+def _correlate(
+    mov_d: F32,
+    ref_d: F32,
+    disp: DisplacementField,
+    *,
+    n_blocks: int,
+    block: tuple[int, int],
+    offset: tuple[int, int],
+    m: int,
+    d: int,
+    margin_px: int,
+) -> tuple[F32, F32, F32]:
+    """The reference blocks, the moving image warped onto them (``m`` px search margin) and the
+    normalised cross-correlation maps of every block, at working resolution."""
+    bd_r, bd_c = block
+    off_r, off_c = offset
+    warped = _warp_onto_blocks(
+        mov_d,
+        disp,
+        rows=(off_r - m, off_r + n_blocks * bd_r + m),
+        cols=(off_c - m, off_c + n_blocks * bd_c + m),
+        d=d,
+        margin_px=margin_px,
+    )
+    ref_blocks = (
+        ref_d[off_r : off_r + n_blocks * bd_r, off_c : off_c + n_blocks * bd_c]
+        .reshape(n_blocks, bd_r, n_blocks, bd_c)
+        .transpose(0, 2, 1, 3)
+        .reshape(n_blocks * n_blocks, bd_r, bd_c)
+    )
+    ncc = _ncc_blocks(
+        np.ascontiguousarray(ref_blocks, dtype=np.float32),
+        warped,
+        step=(bd_r, bd_c),
+        margin=m,
+        n_blocks=n_blocks,
+    )
+    return ref_blocks, warped, ncc
+
+
+def _block_gradients(
+    ref_d: F32, *, n_blocks: int, block: tuple[int, int], offset: tuple[int, int]
+) -> tuple[F32, F32]:
+    """The reference's row and column gradients cut into the (N², h, w) blocks."""
+    (bd_r, bd_c), (off_r, off_c) = block, offset
+    grad_r, grad_c = (np.asarray(g, dtype=np.float32) for g in np.gradient(ref_d))
+    crop = (slice(off_r, off_r + n_blocks * bd_r), slice(off_c, off_c + n_blocks * bd_c))
+
+    def as_blocks(img: F32) -> F32:
+        return np.asarray(
+            img[crop].reshape(n_blocks, bd_r, n_blocks, bd_c).transpose(0, 2, 1, 3).reshape(-1, bd_r, bd_c),
+            dtype=np.float32,
+        )
+
+    return as_blocks(grad_r), as_blocks(grad_c)
+
+
+def _block_centres(n_blocks: int, *, block: tuple[int, int], offset: tuple[int, int], d: int) -> F64:
+    """The (2, N, N) full-resolution centres (row, col) of the blocks."""
+    (bd_r, bd_c), (off_r, off_c) = block, offset
+    k = np.arange(n_blocks, dtype=np.float64)
+    cr = d * (off_r + k * bd_r + (bd_r - 1) / 2.0) + (d - 1) / 2.0
+    cc = d * (off_c + k * bd_c + (bd_c - 1) / 2.0) + (d - 1) / 2.0
+    return np.stack(np.meshgrid(cr, cc, indexing="ij"))
+
+
 def block_match(
     moving: F32,
     reference: F32,
@@ -581,10 +658,7 @@ def block_match(
         Position of the level in the pyramid (levels from the third on search a smaller range).
     """
     rows, cols = reference.shape
-    b_r, b_c = rows // n_blocks, cols // n_blocks
-    d = 1
-    while d * 2 <= params.max_downsample and min(b_r, b_c) // (d * 2) >= params.min_work_block_px:
-        d *= 2
+    d = _work_downsample(rows // n_blocks, cols // n_blocks, params=params)
     mpyr = moving_pyramid if moving_pyramid is not None else _pyramid(moving, params)
     rpyr = reference_pyramid if reference_pyramid is not None else _pyramid(reference, params)
     mov_d, ref_d = mpyr.level(d), rpyr.level(d)
@@ -593,38 +667,19 @@ def block_match(
     off_r, off_c = (rows_d - n_blocks * bd_r) // 2, (cols_d - n_blocks * bd_c) // 2
     fraction = params.search_fraction if level_index < 2 else params.search_fraction_fine
     m = max(3, math.ceil(fraction * min(bd_r, bd_c)))
-    warped = _warp_onto_blocks(
+    ref_blocks, warped, ncc = _correlate(
         mov_d,
+        ref_d,
         disp,
-        rows=(off_r - m, off_r + n_blocks * bd_r + m),
-        cols=(off_c - m, off_c + n_blocks * bd_c + m),
+        n_blocks=n_blocks,
+        block=(bd_r, bd_c),
+        offset=(off_r, off_c),
+        m=m,
         d=d,
         margin_px=margin_px,
     )
-    ref_blocks = (
-        ref_d[off_r : off_r + n_blocks * bd_r, off_c : off_c + n_blocks * bd_c]
-        .reshape(n_blocks, bd_r, n_blocks, bd_c)
-        .transpose(0, 2, 1, 3)
-        .reshape(n_blocks * n_blocks, bd_r, bd_c)
-    )
-    ncc = _ncc_blocks(
-        np.ascontiguousarray(ref_blocks, dtype=np.float32),
-        warped,
-        step=(bd_r, bd_c),
-        margin=m,
-        n_blocks=n_blocks,
-    )
     pr, pc, sr, sc, peak, inside = _subpixel_peaks(ncc)
-    grad_r, grad_c = (np.asarray(g, dtype=np.float32) for g in np.gradient(ref_d))
-    crop = (slice(off_r, off_r + n_blocks * bd_r), slice(off_c, off_c + n_blocks * bd_c))
-
-    def as_blocks(img: F32) -> F32:
-        return np.asarray(
-            img[crop].reshape(n_blocks, bd_r, n_blocks, bd_c).transpose(0, 2, 1, 3).reshape(-1, bd_r, bd_c),
-            dtype=np.float32,
-        )
-
-    gb_r, gb_c = as_blocks(grad_r), as_blocks(grad_c)
+    gb_r, gb_c = _block_gradients(ref_d, n_blocks=n_blocks, block=(bd_r, bd_c), offset=(off_r, off_c))
     if params.subpixel == "gauss-newton":
         gn_r, gn_c, gn_ok = _gauss_newton(
             ref_blocks, gb_r, gb_c, warped, pr, pc, step=(bd_r, bd_c), n_blocks=n_blocks
@@ -639,10 +694,7 @@ def block_match(
         n_blocks, n_blocks
     )
     kept &= ~_median_outliers(shift / d, kept, threshold=params.outlier_threshold, eps=params.outlier_eps_px)
-    k = np.arange(n_blocks, dtype=np.float64)
-    cr = d * (off_r + k * bd_r + (bd_r - 1) / 2.0) + (d - 1) / 2.0
-    cc = d * (off_c + k * bd_c + (bd_c - 1) / 2.0) + (d - 1) / 2.0
-    centre = np.stack(np.meshgrid(cr, cc, indexing="ij"))
+    centre = _block_centres(n_blocks, block=(bd_r, bd_c), offset=(off_r, off_c), d=d)
     return BlockMatch(
         n_blocks=(n_blocks, n_blocks),
         block_px=(float(d * bd_r), float(d * bd_c)),
