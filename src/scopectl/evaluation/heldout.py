@@ -63,6 +63,59 @@ def inner_rectangle(corners_rc: np.ndarray) -> tuple[float, float, float, float]
     return top, left, bottom, right
 
 
+def _phone_on_input_grid(
+    phone_rgb: np.ndarray,
+    h: np.ndarray,
+    *,
+    origin: tuple[int, int],
+    step: float,
+    shape: tuple[int, int],
+    mosaic_pixel_size_um: float,
+    input_pixel_size_um: float,
+) -> np.ndarray:
+    """A: the phone pixels through ``h`` onto the input grid (area-aligned with the target).
+
+    ``origin`` is the (row, col) of the grid's first mosaic pixel, ``step`` mosaic pixels per input
+    pixel and ``shape`` the (rows, cols) of the grid.
+    """
+    r0, c0 = origin
+    n_rows, n_cols = shape
+    prow, pcol = phone_rgb.shape[:2]
+    scale = math.sqrt(abs(np.linalg.det(h[:2, :2]) / (h[2, 2] ** 2)))  # mosaic px per phone px (affine part)
+    phone_um = scale * mosaic_pixel_size_um
+    f = min(1.0, phone_um / input_pixel_size_um)  # shrink the phone image to about the input pixel size
+    small = phone_rgb
+    if f < 0.95:
+        small = cv2.resize(
+            phone_rgb, (max(1, round(pcol * f)), max(1, round(prow * f))), interpolation=cv2.INTER_AREA
+        )
+    fr, fc = small.shape[0] / prow, small.shape[1] / pcol
+    ii, jj = np.meshgrid(
+        np.arange(n_rows, dtype=np.float64), np.arange(n_cols, dtype=np.float64), indexing="ij"
+    )
+    mr = r0 + (ii + 0.5) * step - 0.5
+    mc = c0 + (jj + 0.5) * step - 0.5
+    pts = np.stack([mc.ravel(), mr.ravel()], axis=1)[None]
+    phone_xy = cv2.perspectiveTransform(pts, np.linalg.inv(h))[0]
+    map_c = ((phone_xy[:, 0] + 0.5) * fc - 0.5).reshape(n_rows, n_cols).astype(np.float32)
+    map_r = ((phone_xy[:, 1] + 0.5) * fr - 0.5).reshape(n_rows, n_cols).astype(np.float32)
+    raw = cv2.remap(small, map_c, map_r, cv2.INTER_CUBIC, borderMode=cv2.BORDER_REFLECT_101)
+    return np.ascontiguousarray(raw)
+
+
+def _warp_corrected(raw: np.ndarray, target: np.ndarray) -> tuple[np.ndarray | None, str]:
+    """The input elastically registered onto the target resampled to its grid, or None and a note why not."""
+    n_rows, n_cols = raw.shape[:2]
+    ref_small = cv2.resize(target, (n_cols, n_rows), interpolation=cv2.INTER_AREA)
+    try:
+        res = elastic_register(_gray(raw), _gray(ref_small))
+        raw_u8: NDArray[np.uint8] = np.ascontiguousarray(raw, dtype=np.uint8)
+        warped = warp_image(raw_u8, res.field, shape=(n_rows, n_cols)).astype(np.uint8)
+    except RegistrationError as exc:
+        return None, f"no warp-corrected input ({exc.one_line()})"
+    return np.ascontiguousarray(warped), ""
+
+
 def pair_from_homography(
     phone_rgb: np.ndarray,
     mosaic: Any,
@@ -132,40 +185,16 @@ def pair_from_homography(
         interp = cv2.INTER_AREA if target_um > mosaic_pixel_size_um else cv2.INTER_CUBIC
         target = np.ascontiguousarray(cv2.resize(region, (out_cols, out_rows), interpolation=interp))
 
-    # A: phone pixels through H onto the input grid (area-aligned with the target).
-    scale = math.sqrt(abs(np.linalg.det(h[:2, :2]) / (h[2, 2] ** 2)))  # mosaic px per phone px (affine part)
-    phone_um = scale * mosaic_pixel_size_um
-    f = min(1.0, phone_um / input_pixel_size_um)  # shrink the phone image to about the input pixel size
-    small = phone_rgb
-    if f < 0.95:
-        small = cv2.resize(
-            phone_rgb, (max(1, round(pcol * f)), max(1, round(prow * f))), interpolation=cv2.INTER_AREA
-        )
-    fr, fc = small.shape[0] / prow, small.shape[1] / pcol
-    ii, jj = np.meshgrid(
-        np.arange(n_rows, dtype=np.float64), np.arange(n_cols, dtype=np.float64), indexing="ij"
+    raw = _phone_on_input_grid(
+        phone_rgb,
+        h,
+        origin=(r0, c0),
+        step=step,
+        shape=(n_rows, n_cols),
+        mosaic_pixel_size_um=mosaic_pixel_size_um,
+        input_pixel_size_um=input_pixel_size_um,
     )
-    mr = r0 + (ii + 0.5) * step - 0.5
-    mc = c0 + (jj + 0.5) * step - 0.5
-    pts = np.stack([mc.ravel(), mr.ravel()], axis=1)[None]
-    phone_xy = cv2.perspectiveTransform(pts, np.linalg.inv(h))[0]
-    map_c = ((phone_xy[:, 0] + 0.5) * fc - 0.5).reshape(n_rows, n_cols).astype(np.float32)
-    map_r = ((phone_xy[:, 1] + 0.5) * fr - 0.5).reshape(n_rows, n_cols).astype(np.float32)
-    raw = cv2.remap(small, map_c, map_r, cv2.INTER_CUBIC, borderMode=cv2.BORDER_REFLECT_101)
-    raw = np.ascontiguousarray(raw)
-
-    warped: np.ndarray | None = None
-    note = ""
-    if elastic:
-        ref_small = cv2.resize(target, (n_cols, n_rows), interpolation=cv2.INTER_AREA)
-        try:
-            res = elastic_register(_gray(raw), _gray(ref_small))
-            raw_u8: NDArray[np.uint8] = np.ascontiguousarray(raw, dtype=np.uint8)
-            warped = np.ascontiguousarray(
-                warp_image(raw_u8, res.field, shape=(n_rows, n_cols)).astype(np.uint8)
-            )
-        except RegistrationError as exc:
-            note = f"no warp-corrected input ({exc.one_line()})"
+    warped, note = _warp_corrected(raw, target) if elastic else (None, "")
     return raw, warped, target, note
 
 
