@@ -165,6 +165,43 @@ def import_slide(
     phone, bench = _read_images(phone_files, say=say), _read_images(benchtop_files, say=say)
     phone_px = _pixel_size(phone, phone_um_per_px, "phone", "--phone-um-per-px")
     bench_px = _pixel_size(bench, benchtop_um_per_px, "benchtop", "--benchtop-um-per-px")
+    _check_tiles(bench, grid=grid, stitcher=stitcher)
+
+    # 2. Write to a temporary file next to the target, then rename.
+    files = {
+        "phone_files": [str(f) for f in phone_files],
+        "benchtop_files": [str(f) for f in benchtop_files],
+    }
+
+    def fill(store: SlideStore) -> tuple[int, int]:
+        return _fill_slide(
+            store,
+            phone,
+            bench,
+            phone_px=phone_px,
+            bench_px=bench_px,
+            grid=grid,
+            stitcher=stitcher,
+            say=say,
+            log=files,
+        )
+
+    shape = _write_new_slide(path, slide_id=slide_id, force=force, files=files, fill=fill)
+    return ImportResult(
+        path=path,
+        slide_id=slide_id,
+        captures=len(phone),
+        tiles=len(bench) if grid is not None else 0,
+        mosaic_shape=shape,
+        phone_pixel_size_um=phone_px,
+        benchtop_pixel_size_um=bench_px,
+    )
+
+
+def _check_tiles(
+    bench: Sequence[ImageFile], *, grid: TileGrid | None, stitcher: Callable[[SlideStore], Any] | None
+) -> None:
+    """Several benchtop tiles (a grid) must share one size and need a stitcher."""
     if grid is not None:
         shapes = {b.rgb.shape for b in bench}
         if len(shapes) != 1:
@@ -174,7 +211,17 @@ def import_slide(
         if stitcher is None:
             raise InputFileError("stitching of several benchtop tiles is not available in this installation.")
 
-    # 2. Write to a temporary file next to the target, then rename.
+
+def _write_new_slide(
+    path: Path,
+    *,
+    slide_id: str,
+    force: bool,
+    files: dict[str, list[str]],
+    fill: Callable[[SlideStore], tuple[int, int]],
+) -> tuple[int, int]:
+    """Create the slide under the write lock in a temporary file next to ``path``, ``fill`` it and rename it
+    to ``path``; the temporary file is removed on any failure.  Returns what ``fill`` returns."""
     lock = WriteLock(path)
     lock.acquire()
     tmp = path.with_name(f".{path.name}.partial-{os.getpid()}")
@@ -183,10 +230,6 @@ def import_slide(
             raise StoreExistsError(
                 f"{path}: slide '{slide_id}' already exists.", hint="Use --force to replace it."
             )
-        files = {
-            "phone_files": [str(f) for f in phone_files],
-            "benchtop_files": [str(f) for f in benchtop_files],
-        }
         with SlideStore.create(
             tmp,
             slide_id=slide_id,
@@ -196,17 +239,7 @@ def import_slide(
             display_path=path,
             space_hint="Free some space (or choose another --root), then run the same import again.",
         ) as store:
-            shape = _fill_slide(
-                store,
-                phone,
-                bench,
-                phone_px=phone_px,
-                bench_px=bench_px,
-                grid=grid,
-                stitcher=stitcher,
-                say=say,
-                log=files,
-            )
+            shape = fill(store)
         os.replace(tmp, path)
     except OSError as exc:
         with contextlib.suppress(FileNotFoundError):
@@ -218,15 +251,7 @@ def import_slide(
         raise
     finally:
         lock.release()
-    return ImportResult(
-        path=path,
-        slide_id=slide_id,
-        captures=len(phone),
-        tiles=len(bench) if grid is not None else 0,
-        mosaic_shape=shape,
-        phone_pixel_size_um=phone_px,
-        benchtop_pixel_size_um=bench_px,
-    )
+    return shape
 
 
 def _read_images(files: Sequence[Path], *, say: Callable[[str], None]) -> list[ImageFile]:
