@@ -128,6 +128,8 @@ def _opt(value: Any) -> float | None:
 
 _P = ParamSpec("_P")
 _R = TypeVar("_R")
+#: :meth:`SlideStore.verify`'s ``check(what, read)``: ``read()``, or None after noting a problem.
+_Check = Callable[[str, Callable[[], Any]], Any]
 
 #: Largest phone capture or benchtop tile read whole (pixels); the mosaic is read lazily, in blocks.
 MAX_ITEM_PIXELS = 400_000_000
@@ -1042,19 +1044,7 @@ class SlideStore:
             return None
 
         check("root attributes", self._root_meta)
-        for parent in ("benchtop/tiles", "phone/captures", "registration"):
-            grp = self._h5.get(parent)
-            if not isinstance(grp, h5py.Group):
-                problems.append(f"/{parent} is missing or not a group")
-                continue
-            for name in grp:
-                g = _safe_item(grp, name)
-                if g is None:
-                    incomplete.append(f"{parent}/{name}")
-                    continue
-                done = check(f"{parent}/{name}", functools.partial(attr_bool, g, "complete", default=False))
-                if done is False:
-                    incomplete.append(f"{parent}/{name}")
+        self._verify_groups(check, problems, incomplete)
         tiles = check("benchtop tiles", functools.partial(self._indices, "benchtop/tiles")) or []
         for i in tiles:
             if deep:
@@ -1078,6 +1068,43 @@ class SlideStore:
             rec = check(f"registration {i}", functools.partial(self.registration, i))
             if rec is not None and i not in captures:
                 problems.append(f"registration {i}: refers to a missing capture")
+        mosaic_ok, mosaic_bytes = self._verify_mosaic(check, problems, incomplete, deep=deep)
+        read_bytes += mosaic_bytes
+        check("provenance log", self.provenance)
+        return {
+            "ok": not problems,
+            "deep": deep,
+            "problems": problems,
+            "incomplete": incomplete,
+            "raw_files_checked": checked,
+            "bytes_read": read_bytes,
+            "tiles": len(tiles),
+            "captures": len(captures),
+            "mosaic": mosaic_ok,
+        }
+
+    def _verify_groups(self, check: _Check, problems: list[str], incomplete: list[str]) -> None:
+        """The item groups of :meth:`verify`: each must be a group; items not marked complete are listed."""
+        for parent in ("benchtop/tiles", "phone/captures", "registration"):
+            grp = self._h5.get(parent)
+            if not isinstance(grp, h5py.Group):
+                problems.append(f"/{parent} is missing or not a group")
+                continue
+            for name in grp:
+                g = _safe_item(grp, name)
+                if g is None:
+                    incomplete.append(f"{parent}/{name}")
+                    continue
+                done = check(f"{parent}/{name}", functools.partial(attr_bool, g, "complete", default=False))
+                if done is False:
+                    incomplete.append(f"{parent}/{name}")
+
+    def _verify_mosaic(
+        self, check: _Check, problems: list[str], incomplete: list[str], *, deep: bool
+    ) -> tuple[bool, int]:
+        """The mosaic part of :meth:`verify`: whether the mosaic is there and (when ``deep``) decodes, and the
+        bytes read."""
+        read_bytes = 0
         mosaic_ok = False
         try:
             mosaic = self._h5.get("benchtop/mosaic")
@@ -1102,18 +1129,7 @@ class SlideStore:
                         mosaic_ok = False
                         break
                     read_bytes += int(block.nbytes)
-        check("provenance log", self.provenance)
-        return {
-            "ok": not problems,
-            "deep": deep,
-            "problems": problems,
-            "incomplete": incomplete,
-            "raw_files_checked": checked,
-            "bytes_read": read_bytes,
-            "tiles": len(tiles),
-            "captures": len(captures),
-            "mosaic": mosaic_ok,
-        }
+        return mosaic_ok, read_bytes
 
 
 def _detail(exc: ScopectlError, path: Path) -> str:
