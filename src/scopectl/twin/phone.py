@@ -34,7 +34,7 @@ from scopectl.twin.dng import write_dng
 from scopectl.twin.illumination import Illumination, IlluminationGeometry
 from scopectl.twin.noise import Grid, fractal_noise, upsample_step_grid
 from scopectl.twin.optics import blur_varying, defocus_sigma_um, layer_transmittance
-from scopectl.twin.slide import Slide
+from scopectl.twin.slide import Slide, SlideRender
 from scopectl.twin.spectra import (
     LED_EMITTERS,
     N_BANDS,
@@ -386,9 +386,37 @@ class PhoneModel:
         """Light per channel on the sensor, relative to clear glass at the axis: (rows, cols, 3) float32."""
         p = self.params
         rows, cols = truth.shape
-        px = self.pixel_size_um
-        fine_px = px / p.render_oversample
-        # slide extent of the capture (all channels), plus room for the blur
+        render = self._render_field(slide, truth)
+
+        # spectrum at the axis; spatial colour variation applied below as per-channel gains
+        spec0 = self._illumination_spectrum(illumination, np.zeros(()), np.zeros(()))
+        resp0 = spec0[:, None] * self._sens
+        chan0 = resp0.sum(axis=0)  # clear-glass signal per channel at the axis (relative units)
+        weights = resp0 / np.maximum(chan0, 1e-12)[None, :]
+
+        fine = self._blurred_layers(render, truth, weights, focus_z_um=focus_z_um)
+        sensor = self._to_sensor(fine, render.grid, truth)
+        step = 16  # the illumination gain is computed every 16 sensor pixels, then resized
+        gain = self._illumination_gain(truth, illumination, chan0, step=step)
+        # veiling glare of the uncoated external lens: a fraction of the light spread evenly
+        if p.veiling_glare:
+            sensor = (1.0 - p.veiling_glare) * sensor + p.veiling_glare * sensor.mean(
+                axis=(0, 1), keepdims=True
+            )
+        sensor *= upsample_step_grid(gain, step=step, shape=(rows, cols))
+        # absolute flux: electrons/s per channel through clear glass at the axis
+        white_chan = (
+            self._illumination_spectrum(Illumination.white(), np.zeros(()), np.zeros(())) @ self._sens
+        )
+        flux = p.flux_e_per_s * chan0 / white_chan[1]
+        return sensor, {"flux_e_per_s": flux}
+
+    def _render_field(self, slide: Slide, truth: PhoneGroundTruth) -> SlideRender:
+        """The slide rendered at the fine sampling over the capture's extent (all channels), plus room for
+        the blur."""
+        p = self.params
+        rows, cols = truth.shape
+        fine_px = self.pixel_size_um / p.render_oversample
         edge_r = np.concatenate(
             [np.zeros(cols), np.full(cols, rows - 1), np.arange(rows), np.arange(rows)]
         ).astype(np.float64)
@@ -410,22 +438,29 @@ class PhoneModel:
             math.ceil((ey.max() + margin - y0) / fine_px) + 1,
             math.ceil((ex.max() + margin - x0) / fine_px) + 1,
         )
-        render = slide.render(x0_um=x0, y0_um=y0, shape=fshape, pixel_size_um=fine_px)
-        grid: Grid = render.grid
+        return slide.render(x0_um=x0, y0_um=y0, shape=fshape, pixel_size_um=fine_px)
 
-        # spectrum at the axis; spatial colour variation applied below as per-channel gains
-        spec0 = self._illumination_spectrum(illumination, np.zeros(()), np.zeros(()))
-        resp0 = spec0[:, None] * self._sens
-        chan0 = resp0.sum(axis=0)  # clear-glass signal per channel at the axis (relative units)
-        weights = resp0 / np.maximum(chan0, 1e-12)[None, :]
-
+    def _blurred_layers(
+        self,
+        render: SlideRender,
+        truth: PhoneGroundTruth,
+        weights: NDArray[np.float64],
+        *,
+        focus_z_um: float,
+    ) -> NDArray[np.float32]:
+        """Transmittance per channel on the fine grid, every layer blurred by the PSF that grows towards the
+        field edge and by its defocus: (rows, cols, 3) float32."""
+        p = self.params
+        px = self.pixel_size_um
+        fine_px = px / p.render_oversample
+        grid = render.grid
         # field position of each fine pixel (for the aberration growth)
         ax_x, ax_y = truth.to_slide_um(np.array([truth.axis_px[0]]), np.array([truth.axis_px[1]]))
         dx = grid.xs[None, :] - ax_x[0]
         dy = grid.ys[:, None] - ax_y[0]
         rho2 = ((dx * dx + dy * dy) / p.field_radius_um**2).astype(np.float32)
         pix_sigma2 = (px**2) / 12.0
-        fine = np.ones((*fshape, 3), dtype=np.float32)
+        fine = np.ones((*grid.shape, 3), dtype=np.float32)
         for layer in render.layers:
             trans = layer_transmittance(render, layer, weights)
             if trans is None:
@@ -437,8 +472,14 @@ class PhoneModel:
                 sig = s0 * (1.0 + p.psf_edge_growth * rho2)
                 sig_px = np.sqrt(sig * sig + def2 + np.float32(pix_sigma2)) / np.float32(fine_px)
                 fine[..., ch] *= blur_varying(np.ascontiguousarray(trans[..., ch]), sig_px.astype(np.float32))
+        return fine
 
-        # resample onto the sensor through the ground-truth mapping, per channel
+    def _to_sensor(
+        self, fine: NDArray[np.float32], grid: Grid, truth: PhoneGroundTruth
+    ) -> NDArray[np.float32]:
+        """The fine image resampled onto the sensor through the ground-truth mapping, per channel."""
+        rows, cols = truth.shape
+        fine_px = self.pixel_size_um / self.params.render_oversample
         # (the mapping is smooth: evaluate it every 8 pixels and interpolate, error < 1e-3 px)
         step_m = 8
         rr, cc = np.meshgrid(
@@ -460,9 +501,16 @@ class PhoneModel:
                 cv2.INTER_LINEAR,
                 borderMode=cv2.BORDER_REPLICATE,
             )
+        return sensor
 
-        # vignetting and illumination (computed on a coarse sensor grid, then resized)
-        step = 16
+    def _illumination_gain(
+        self, truth: PhoneGroundTruth, illumination: Illumination, chan0: NDArray[np.float64], *, step: int
+    ) -> NDArray[np.float32]:
+        """Vignetting and illumination gain per channel relative to the axis, on a coarse sensor grid (every
+        ``step`` pixels; the caller resizes it)."""
+        p = self.params
+        rows, cols = truth.shape
+        px = self.pixel_size_um
         cr = np.arange(0, rows + step, step, dtype=np.float64)
         ccol = np.arange(0, cols + step, step, dtype=np.float64)
         gr, gc = np.meshgrid(cr, ccol, indexing="ij")
@@ -479,19 +527,7 @@ class PhoneModel:
         uneven = 1.0 + geo.nonuniformity * fractal_noise(
             ugrid, seed=geo.unit_seed, salt=3, scale_um=400.0, octaves=2
         )
-        gain = (chan * (vig * uneven)[..., None]).astype(np.float32)
-        # veiling glare of the uncoated external lens: a fraction of the light spread evenly
-        if p.veiling_glare:
-            sensor = (1.0 - p.veiling_glare) * sensor + p.veiling_glare * sensor.mean(
-                axis=(0, 1), keepdims=True
-            )
-        sensor *= upsample_step_grid(gain, step=step, shape=(rows, cols))
-        # absolute flux: electrons/s per channel through clear glass at the axis
-        white_chan = (
-            self._illumination_spectrum(Illumination.white(), np.zeros(()), np.zeros(())) @ self._sens
-        )
-        flux = p.flux_e_per_s * chan0 / white_chan[1]
-        return sensor, {"flux_e_per_s": flux}
+        return (chan * (vig * uneven)[..., None]).astype(np.float32)
 
     def _cfa_masks(self, shape: tuple[int, int]) -> NDArray[np.int64]:
         """Channel index (0 R, 1 G, 2 B) of every pixel."""
