@@ -188,6 +188,21 @@ def _rgb_from_cam(color_matrix: NDArray[np.float64]) -> NDArray[np.float64]:
     return out
 
 
+def _jpeg_round_trip(processed: NDArray[np.uint8], *, jpeg_quality: int) -> tuple[bytes, NDArray[np.uint8]]:
+    """The JPEG file of a processed RGB image and the RGB image decoded back from it."""
+    ok, enc = cv2.imencode(
+        ".jpg", cv2.cvtColor(processed, cv2.COLOR_RGB2BGR), [cv2.IMWRITE_JPEG_QUALITY, int(jpeg_quality)]
+    )
+    if not ok:
+        raise RuntimeError("OpenCV failed to encode the JPEG")
+    jpeg = enc.tobytes()
+    decoded = cv2.imdecode(enc, cv2.IMREAD_COLOR)
+    if decoded is None:
+        raise RuntimeError("OpenCV failed to decode its own JPEG")
+    rgb = np.asarray(cv2.cvtColor(decoded, cv2.COLOR_BGR2RGB), dtype=np.uint8)
+    return jpeg, rgb
+
+
 class PhoneModel:
     """Simulates captures of the smartphone microscope (see the module docstring)."""
 
@@ -341,17 +356,28 @@ class PhoneModel:
             iso=p.iso,
         )
         processed = self.process(raw, as_shot_neutral=neutral)
-        ok, enc = cv2.imencode(
-            ".jpg", cv2.cvtColor(processed, cv2.COLOR_RGB2BGR), [cv2.IMWRITE_JPEG_QUALITY, int(jpeg_quality)]
+        jpeg, rgb = _jpeg_round_trip(processed, jpeg_quality=jpeg_quality)
+        settings = self._settings(
+            exposure_s=exposure_s,
+            neutral=neutral,
+            jpeg_quality=jpeg_quality,
+            focus_z_um=focus_z_um,
+            illumination=illumination,
         )
-        if not ok:
-            raise RuntimeError("OpenCV failed to encode the JPEG")
-        jpeg = enc.tobytes()
-        decoded = cv2.imdecode(enc, cv2.IMREAD_COLOR)
-        if decoded is None:
-            raise RuntimeError("OpenCV failed to decode its own JPEG")
-        rgb = np.asarray(cv2.cvtColor(decoded, cv2.COLOR_BGR2RGB), dtype=np.uint8)
-        settings: dict[str, Any] = {
+        return PhoneCapture(dng=dng, jpeg=jpeg, rgb=np.ascontiguousarray(rgb), settings=settings, truth=truth)
+
+    def _settings(
+        self,
+        *,
+        exposure_s: float,
+        neutral: NDArray[np.float64],
+        jpeg_quality: int,
+        focus_z_um: float,
+        illumination: Illumination,
+    ) -> dict[str, Any]:
+        """The capture settings a real phone app would record (EXIF and DNG tags, the LED ring state)."""
+        p = self.params
+        return {
             "iso": p.iso,
             "exposure_s": exposure_s,
             "white_balance": "cloudy",
@@ -369,7 +395,6 @@ class PhoneModel:
             "make": "Nokia",
             "model": "Lumia 1020 (scopectl twin)",
         }
-        return PhoneCapture(dng=dng, jpeg=jpeg, rgb=np.ascontiguousarray(rgb), settings=settings, truth=truth)
 
     def _illumination_spectrum(
         self, illumination: Illumination, x_mm: NDArray[np.float64], y_mm: NDArray[np.float64]
