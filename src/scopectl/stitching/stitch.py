@@ -158,6 +158,28 @@ def _pair_results(measured: list[_Measured], accepted: list[int], *, used: np.nd
     return results
 
 
+def _measure_pairs(
+    grey: Sequence[np.ndarray],
+    nominal: np.ndarray,
+    cand: Sequence[tuple[int, int]],
+    *,
+    cfg: StitchSettings,
+    progress: Callable[[str, int, int], None] | None,
+) -> list[_Measured]:
+    """Register every candidate pair (i, j): the nominal and measured offsets of j from i, the peak
+    correlation and the overlap strip's shape."""
+    measured: list[_Measured] = []
+    for k, (i, j) in enumerate(cand):
+        nom = (float(nominal[j, 0] - nominal[i, 0]), float(nominal[j, 1] - nominal[i, 1]))
+        off, corr, ov = register_pair(
+            grey[i], grey[j], nominal_offset_px=nom, max_shift_px=cfg.max_shift_px, upsample=cfg.upsample
+        )
+        measured.append((i, j, nom, off, corr, ov))
+        if progress is not None:
+            progress("register", k + 1, len(cand))
+    return measured
+
+
 def stitch_tiles(
     tiles: Sequence[np.ndarray],
     *,
@@ -193,15 +215,7 @@ def stitch_tiles(
     grey = _grey_tiles(tiles, nominal)
     shape = (int(grey[0].shape[0]), int(grey[0].shape[1]))
     cand = candidate_pairs(nominal, shape, min_overlap_px=cfg.min_overlap_px)
-    measured: list[_Measured] = []
-    for k, (i, j) in enumerate(cand):
-        nom = (float(nominal[j, 0] - nominal[i, 0]), float(nominal[j, 1] - nominal[i, 1]))
-        off, corr, ov = register_pair(
-            grey[i], grey[j], nominal_offset_px=nom, max_shift_px=cfg.max_shift_px, upsample=cfg.upsample
-        )
-        measured.append((i, j, nom, off, corr, ov))
-        if progress is not None:
-            progress("register", k + 1, len(cand))
+    measured = _measure_pairs(grey, nominal, cand, cfg=cfg, progress=progress)
     learnt = null_threshold(
         grey,
         pairs=cand,
