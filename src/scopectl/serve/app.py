@@ -74,65 +74,76 @@ def create_app(settings: ServeSettings, db: Database) -> FastAPI:
     app.include_router(pages.router)
     app.mount("/static", StaticFiles(directory=STATIC), name="static")
 
-    @app.middleware("http")
-    async def security_headers(
-        request: Request, call_next: Callable[[Request], Awaitable[Response]]
-    ) -> Response:
-        response = await call_next(request)
-        headers = response.headers
-        headers.setdefault("X-Content-Type-Options", "nosniff")
-        headers.setdefault("X-Frame-Options", "DENY")
-        headers.setdefault("Referrer-Policy", "same-origin")
-        headers.setdefault("Content-Security-Policy", _CSP)
-        if request.url.path.startswith("/static/"):
-            headers.setdefault("Cache-Control", "public, max-age=3600")
-        else:
-            headers.setdefault("Cache-Control", "no-store")
-        return response
-
-    @app.exception_handler(StarletteHTTPException)
-    async def http_error(request: Request, exc: StarletteHTTPException) -> Response:
-        if _wants_json(request):
-            return JSONResponse({"detail": exc.detail}, status_code=exc.status_code, headers=exc.headers)
-        if exc.status_code == 401:
-            return pages.login_redirect(request.url.path)
-        return pages.templates.TemplateResponse(
-            request,
-            "error.html",
-            {
-                "status": exc.status_code,
-                "detail": exc.detail,
-                "me": getattr(request.state, "principal", None),
-                "csrf": getattr(getattr(request.state, "principal", None), "csrf_token", None),
-            },
-            status_code=exc.status_code,
-            headers=exc.headers,
-        )
-
-    @app.exception_handler(RequestValidationError)
-    async def validation_error(request: Request, exc: RequestValidationError) -> Response:
-        problems = "; ".join(
-            f"{'.'.join(str(p) for p in err.get('loc', ()))}: {err.get('msg', '')}"
-            for err in exc.errors()[:3]
-        )
-        return JSONResponse({"detail": problems or "invalid request."}, status_code=422)
-
-    @app.exception_handler(pages.LoginRequired)
-    async def login_required(request: Request, exc: pages.LoginRequired) -> Response:
-        return pages.login_redirect(exc.next_path)
-
-    @app.exception_handler(pages.PasswordChangeRequired)
-    async def password_required(request: Request, exc: pages.PasswordChangeRequired) -> Response:
-        return RedirectResponse("/account/password", status_code=303)
-
-    @app.exception_handler(ScopectlError)
-    async def scopectl_error(request: Request, exc: ScopectlError) -> Response:
-        status = 422 if isinstance(exc, InputFileError | ModelError) else 500
-        if isinstance(exc, StoreError):
-            log.error("storage problem: %s", exc.one_line())
-        return JSONResponse({"detail": exc.one_line()}, status_code=status)
-
+    _install_handlers(app)
     return app
+
+
+def _install_handlers(app: FastAPI) -> None:
+    """Add the security-headers middleware and the error handlers (JSON for the API, pages for browsers)."""
+    app.middleware("http")(_security_headers)
+    app.exception_handler(StarletteHTTPException)(_http_error)
+    app.exception_handler(RequestValidationError)(_validation_error)
+    app.exception_handler(pages.LoginRequired)(_login_required)
+    app.exception_handler(pages.PasswordChangeRequired)(_password_required)
+    app.exception_handler(ScopectlError)(_scopectl_error)
+
+
+async def _security_headers(
+    request: Request, call_next: Callable[[Request], Awaitable[Response]]
+) -> Response:
+    """Security headers on every response; static files may be cached for an hour, nothing else."""
+    response = await call_next(request)
+    headers = response.headers
+    headers.setdefault("X-Content-Type-Options", "nosniff")
+    headers.setdefault("X-Frame-Options", "DENY")
+    headers.setdefault("Referrer-Policy", "same-origin")
+    headers.setdefault("Content-Security-Policy", _CSP)
+    if request.url.path.startswith("/static/"):
+        headers.setdefault("Cache-Control", "public, max-age=3600")
+    else:
+        headers.setdefault("Cache-Control", "no-store")
+    return response
+
+
+async def _http_error(request: Request, exc: StarletteHTTPException) -> Response:
+    if _wants_json(request):
+        return JSONResponse({"detail": exc.detail}, status_code=exc.status_code, headers=exc.headers)
+    if exc.status_code == 401:
+        return pages.login_redirect(request.url.path)
+    return pages.templates.TemplateResponse(
+        request,
+        "error.html",
+        {
+            "status": exc.status_code,
+            "detail": exc.detail,
+            "me": getattr(request.state, "principal", None),
+            "csrf": getattr(getattr(request.state, "principal", None), "csrf_token", None),
+        },
+        status_code=exc.status_code,
+        headers=exc.headers,
+    )
+
+
+async def _validation_error(request: Request, exc: RequestValidationError) -> Response:
+    problems = "; ".join(
+        f"{'.'.join(str(p) for p in err.get('loc', ()))}: {err.get('msg', '')}" for err in exc.errors()[:3]
+    )
+    return JSONResponse({"detail": problems or "invalid request."}, status_code=422)
+
+
+async def _login_required(request: Request, exc: pages.LoginRequired) -> Response:
+    return pages.login_redirect(exc.next_path)
+
+
+async def _password_required(request: Request, exc: pages.PasswordChangeRequired) -> Response:
+    return RedirectResponse("/account/password", status_code=303)
+
+
+async def _scopectl_error(request: Request, exc: ScopectlError) -> Response:
+    status = 422 if isinstance(exc, InputFileError | ModelError) else 500
+    if isinstance(exc, StoreError):
+        log.error("storage problem: %s", exc.one_line())
+    return JSONResponse({"detail": exc.one_line()}, status_code=status)
 
 
 def _wants_json(request: Request) -> bool:
