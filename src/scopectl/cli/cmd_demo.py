@@ -18,8 +18,8 @@ import typer
 import yaml
 
 from scopectl.acquisition.protocol import find_protocol, load_protocol
-from scopectl.cli.common import emit, get_state, say
-from scopectl.cli.runner import run_command
+from scopectl.cli.common import CliState, emit, get_state, say
+from scopectl.cli.runner import CommandGroup, run_command
 from scopectl.errors import ScopectlError
 
 __all__ = ["register"]
@@ -114,23 +114,7 @@ def demo_cmd(
     demo_dir = state.reports_dir / "demo"
     t_start = time.monotonic()
     results: dict[str, Any] = {"root": str(root), "simulated": True, "samples": {}}
-
-    def step(title: str, args: list[str], *, ok_codes: tuple[int, ...] = (0,)) -> int:
-        line = "scopectl --root " + shlex.quote(str(root)) + " " + " ".join(shlex.quote(a) for a in args)
-        if not json_out:
-            say("")
-            say(f"== {title}")
-            say(f"$ {line}")
-        t0 = time.monotonic()
-        code = run_command(cli_group, ["--root", str(root), *args])
-        if code not in ok_codes:
-            raise ScopectlError(
-                f"demo step '{title}' failed (exit {code}): {line}", hint="See the error above."
-            )
-        if not json_out:
-            say(f"   ({time.monotonic() - t0:.0f} s)")
-        return code
-
+    step = _Steps(cli_group, root, json_out=json_out)
     if not json_out:
         say(
             "scopectl demo — everything below runs on the SIMULATED rig (LED board on a pseudo-terminal, phone "
@@ -140,71 +124,17 @@ def demo_cmd(
         proto = _protocol_file(
             demo_dir / f"{proto_name}-demo.yaml", sample_protocol=proto_name, fields=fields, quick=quick
         )
-        train_slide, test_slide = f"demo-{sample}-a", f"demo-{sample}-b"
-        for slide, s in ((train_slide, seed + 2 * k), (test_slide, seed + 2 * k + 1)):
-            args = ["acquire", "--slide", slide, "--rig", "sim", "--protocol", str(proto), "--seed", str(s)]
-            if state.slide_path(slide).exists():
-                args = ["acquire", "--slide", slide, "--rig", "sim", "--resume"]
-            step(f"acquire slide {slide} ({'training' if slide == train_slide else 'held out'})", args)
-            step(f"register slide {slide}", ["register", "--slide", slide])
-        dataset = f"demo-{sample}"
-        step(
-            "build the training set",
-            ["dataset", "build", "--slides", train_slide, "--name", dataset, "--force"],
+        results["samples"][sample] = _run_sample(
+            step,
+            state,
+            sample=sample,
+            proto=proto,
+            seed=seed + 2 * k,
+            train_budget=train_budget,
+            train_title=train_title,
+            device=device,
+            demo_dir=demo_dir,
         )
-        model = f"demo-{sample}"
-        step(
-            f"train the network for {train_title}",
-            [
-                "train",
-                "--dataset",
-                dataset,
-                "--model",
-                model,
-                *train_budget,
-                "--device",
-                device,
-                "--force",
-            ],
-        )
-        enhanced = demo_dir / f"enhanced-{sample}"
-        step(
-            "enhance the held-out captures",
-            [
-                "enhance",
-                str(state.slide_path(test_slide)),
-                "--model",
-                model,
-                "--out",
-                str(enhanced),
-                "--device",
-                device,
-                "--overwrite",
-            ],
-        )
-        report_dir = demo_dir / f"evaluation-{sample}"
-        step(
-            "evaluate on the held-out slide (the paper's Tables 2 and 3)",
-            [
-                "evaluate",
-                "--model",
-                model,
-                "--slides",
-                test_slide,
-                "--out",
-                str(report_dir),
-                "--device",
-                device,
-            ],
-        )
-        results["samples"][sample] = {
-            "slides": [train_slide, test_slide],
-            "dataset": dataset,
-            "model": str(state.models_dir / model),
-            "enhanced_dir": str(enhanced),
-            "report_dir": str(report_dir),
-            "tables": _read_tables(report_dir),
-        }
     results["elapsed_s"] = time.monotonic() - t_start
     lines = ["", f"demo finished in {results['elapsed_s'] / 60:.1f} min (simulated rig). Where things are:"]
     for sample, r in results["samples"].items():
@@ -215,6 +145,114 @@ def demo_cmd(
             f"        tables and figures {r['report_dir']}",
         ]
     emit(results, as_json=json_out, human="\n".join(lines))
+
+
+class _Steps:
+    """Runs the demo's steps as ``scopectl`` commands on one data root, printing each unless JSON is asked for."""
+
+    def __init__(self, cli_group: CommandGroup, root: Path, *, json_out: bool) -> None:
+        self.cli_group = cli_group
+        self.root = root
+        self.json_out = json_out
+
+    def __call__(self, title: str, args: list[str], *, ok_codes: tuple[int, ...] = (0,)) -> int:
+        """Run ``scopectl --root ROOT ARGS``; its exit code, or :class:`ScopectlError` if not in ``ok_codes``."""
+        root = self.root
+        line = "scopectl --root " + shlex.quote(str(root)) + " " + " ".join(shlex.quote(a) for a in args)
+        if not self.json_out:
+            say("")
+            say(f"== {title}")
+            say(f"$ {line}")
+        t0 = time.monotonic()
+        code = run_command(self.cli_group, ["--root", str(root), *args])
+        if code not in ok_codes:
+            raise ScopectlError(
+                f"demo step '{title}' failed (exit {code}): {line}", hint="See the error above."
+            )
+        if not self.json_out:
+            say(f"   ({time.monotonic() - t0:.0f} s)")
+        return code
+
+
+def _run_sample(
+    step: _Steps,
+    state: CliState,
+    *,
+    sample: str,
+    proto: Path,
+    seed: int,
+    train_budget: list[str],
+    train_title: str,
+    device: str,
+    demo_dir: Path,
+) -> dict[str, Any]:
+    """The whole job for one sample: acquire and register a training and a held-out slide (seeds ``seed`` and
+    ``seed + 1``), build the dataset, train, enhance the held-out captures and evaluate; where things are."""
+    train_slide, test_slide = f"demo-{sample}-a", f"demo-{sample}-b"
+    for slide, s in ((train_slide, seed), (test_slide, seed + 1)):
+        args = ["acquire", "--slide", slide, "--rig", "sim", "--protocol", str(proto), "--seed", str(s)]
+        if state.slide_path(slide).exists():
+            args = ["acquire", "--slide", slide, "--rig", "sim", "--resume"]
+        step(f"acquire slide {slide} ({'training' if slide == train_slide else 'held out'})", args)
+        step(f"register slide {slide}", ["register", "--slide", slide])
+    dataset = f"demo-{sample}"
+    step(
+        "build the training set",
+        ["dataset", "build", "--slides", train_slide, "--name", dataset, "--force"],
+    )
+    model = f"demo-{sample}"
+    step(
+        f"train the network for {train_title}",
+        [
+            "train",
+            "--dataset",
+            dataset,
+            "--model",
+            model,
+            *train_budget,
+            "--device",
+            device,
+            "--force",
+        ],
+    )
+    enhanced = demo_dir / f"enhanced-{sample}"
+    step(
+        "enhance the held-out captures",
+        [
+            "enhance",
+            str(state.slide_path(test_slide)),
+            "--model",
+            model,
+            "--out",
+            str(enhanced),
+            "--device",
+            device,
+            "--overwrite",
+        ],
+    )
+    report_dir = demo_dir / f"evaluation-{sample}"
+    step(
+        "evaluate on the held-out slide (the paper's Tables 2 and 3)",
+        [
+            "evaluate",
+            "--model",
+            model,
+            "--slides",
+            test_slide,
+            "--out",
+            str(report_dir),
+            "--device",
+            device,
+        ],
+    )
+    return {
+        "slides": [train_slide, test_slide],
+        "dataset": dataset,
+        "model": str(state.models_dir / model),
+        "enhanced_dir": str(enhanced),
+        "report_dir": str(report_dir),
+        "tables": _read_tables(report_dir),
+    }
 
 
 def _read_tables(report_dir: Path) -> Any:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 import time
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import TYPE_CHECKING, Annotated, Any, Literal
 
 import typer
 
@@ -13,6 +13,11 @@ from scopectl.cli.common import JsonOpt, emit, get_state, progress, say
 from scopectl.errors import ConfigError, InputFileError
 from scopectl.imageio import check_pixel_size_um
 from scopectl.writers import FORMATS
+
+if TYPE_CHECKING:
+    from rich.progress import Progress
+
+    from scopectl.learn.train import TrainProgress, TrainResult
 
 __all__ = ["enhance_cmd", "evaluate_cmd", "export_app", "register", "train_cmd"]
 
@@ -114,7 +119,7 @@ def train_cmd(
     ``torchrun --nproc_per_node=4 -m scopectl.cli.main train --dataset lung --model lung-v1 --minutes 10``.
     """
     from scopectl.learn.modelio import resolve_model_dir  # torch loads only when this runs
-    from scopectl.learn.train import TrainConfig, TrainProgress, train  # torch loads only when this runs
+    from scopectl.learn.train import TrainConfig, train  # torch loads only when this runs
 
     state = get_state(ctx)
     precision_value = _precision(precision)
@@ -144,34 +149,47 @@ def train_cmd(
     quiet = json_out or not main_process
 
     with progress(enabled=None if main_process else False) as bar:
-        task: Any = None
-
-        def report(ev: TrainProgress) -> None:
-            nonlocal task
-            if ev.kind == "start":
-                if not quiet:
-                    say(ev.message)
-                total = ev.steps_total if ev.steps_total is not None else ev.time_limit_s
-                task = bar.add_task("training", total=total)
-            elif ev.kind == "step" and task is not None:
-                done = (
-                    ev.steps_done if ev.steps_total is not None else min(ev.elapsed_s, ev.time_limit_s or 0.0)
-                )
-                rate = f" {ev.patches_per_s:,.0f} patches/s" if ev.patches_per_s else ""
-                bar.update(
-                    task,
-                    completed=done,
-                    description=f"epoch {ev.epoch:.2f} loss {ev.train_loss:.4g}{rate}",
-                )
-            elif ev.kind == "eval" and not quiet:
-                say(
-                    f"epoch {ev.epoch:.2f}: train loss {ev.train_loss:.5g}, validation loss {ev.val_loss:.5g}"
-                    + (" (best, saved)" if ev.improved else f" (best {ev.best_val_loss:.5g})")
-                )
-
+        report = _TrainReporter(bar, quiet=quiet)
         result = train(dataset_path, model_dir, config, name=model_dir.name, force=force, on_progress=report)
     if not main_process:
         return
+    out, human = _train_summary(result)
+    warn_if_worse_than_bicubic(result.card)
+    emit(out, as_json=json_out, human=human)
+
+
+class _TrainReporter:
+    """Shows training progress: a bar over steps (or time), and the start and validation messages unless quiet."""
+
+    def __init__(self, bar: Progress, *, quiet: bool) -> None:
+        self.bar = bar
+        self.quiet = quiet
+        self.task: Any = None
+
+    def __call__(self, ev: TrainProgress) -> None:
+        bar, quiet = self.bar, self.quiet
+        if ev.kind == "start":
+            if not quiet:
+                say(ev.message)
+            total = ev.steps_total if ev.steps_total is not None else ev.time_limit_s
+            self.task = bar.add_task("training", total=total)
+        elif ev.kind == "step" and self.task is not None:
+            done = ev.steps_done if ev.steps_total is not None else min(ev.elapsed_s, ev.time_limit_s or 0.0)
+            rate = f" {ev.patches_per_s:,.0f} patches/s" if ev.patches_per_s else ""
+            bar.update(
+                self.task,
+                completed=done,
+                description=f"epoch {ev.epoch:.2f} loss {ev.train_loss:.4g}{rate}",
+            )
+        elif ev.kind == "eval" and not quiet:
+            say(
+                f"epoch {ev.epoch:.2f}: train loss {ev.train_loss:.5g}, validation loss {ev.val_loss:.5g}"
+                + (" (best, saved)" if ev.improved else f" (best {ev.best_val_loss:.5g})")
+            )
+
+
+def _train_summary(result: TrainResult) -> tuple[dict[str, Any], str]:
+    """What ``scopectl train`` reports: the JSON object and the human-readable line."""
     card = result.card
     out = {
         "model": card.name,
@@ -194,8 +212,7 @@ def train_cmd(
         f"{result.best_val_loss:.5g}"
         + (f"\nvalidation {card.quality.details}" if card.quality is not None else "")
     )
-    warn_if_worse_than_bicubic(card)
-    emit(out, as_json=json_out, human=human)
+    return out, human
 
 
 def warn_if_worse_than_bicubic(card: Any) -> None:

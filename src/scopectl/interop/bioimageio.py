@@ -29,6 +29,7 @@ import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from types import ModuleType
 from typing import Any
 
 import numpy as np
@@ -211,184 +212,240 @@ def export_model(
     model_dir = Path(model_dir)
     ratio = net.ratio
     q = ratio[1]
-    pad, halo = halo_px(ratio)
-    minimum, step = input_size_rule(ratio)
+    minimum, _ = input_size_rule(ratio)
     rows, cols = (-(-max(test_shape[0], minimum) // q) * q, -(-max(test_shape[1], minimum) // q) * q)
     out.parent.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(prefix="scopectl-bioimageio-") as tmp_name:
         tmp = Path(tmp_name)
-        # --- weights in three formats, all from the same state dict
-        state = {k: v.detach().cpu().float().contiguous() for k, v in net.state_dict().items()}
-        torch.save(state, tmp / "weights.pt")
-        arch_src = Path(network_module.__file__)
-        (tmp / "network.py").write_bytes(arch_src.read_bytes())
-        example = torch.rand(1, 3, minimum, minimum, generator=torch.Generator().manual_seed(0))
-        with torch.no_grad():
-            traced = torch.jit.trace(net.eval(), example, check_trace=False)  # type: ignore[no-untyped-call]
-        traced.save(str(tmp / "weights.torchscript.pt"))
-
-        (tmp / "weights.onnx").write_bytes(build_onnx(net, card).SerializeToString())
-        # --- test tensors, cover, documentation, attachments
-        test_rgb = _test_image(rows, cols)
-        test_in = np.ascontiguousarray(np.moveaxis(test_rgb, -1, 0)[None])  # 1 × 3 × rows × cols uint8
-        with torch.inference_mode():
-            y = net(torch.from_numpy(test_in).float().div(255.0))
-        test_out = np.clip(y.numpy(), 0.0, 1.0).astype(np.float32)
-        np.save(tmp / "test_input.npy", test_in, allow_pickle=False)
-        np.save(tmp / "test_output.npy", test_out, allow_pickle=False)
-        out_rgb = np.clip(np.moveaxis(test_out[0], 0, -1) * 255 + 0.5, 0, 255).astype(np.uint8)
-        _cover(test_rgb, out_rgb, tmp / "cover.png")
-        (tmp / "README.md").write_text(_readme(card, ratio, pad, halo), encoding="utf-8")
-        (tmp / WEIGHTS_NAME).write_bytes((model_dir / WEIGHTS_NAME).read_bytes())
-        (tmp / CARD_NAME).write_bytes((model_dir / CARD_NAME).read_bytes())
-
-        def fd(name: str) -> Any:
-            return v05.FileDescr(source=tmp / name, sha256=v05.Sha256(_sha256(tmp / name)))
-
-        in_id, out_id = v05.TensorId("input"), v05.TensorId("output")
-        scale_in, scale_out = axis_scales_nm(card.input_pixel_size_um, ratio)
-        channel = v05.ChannelAxis(channel_names=[v05.Identifier(c) for c in ("R", "G", "B")])
-        inp = v05.InputTensorDescr(
-            id=in_id,
-            description="phone-microscope RGB image, uint8",
-            axes=[
-                v05.BatchAxis(),
-                channel,
-                *(
-                    v05.SpaceInputAxis(
-                        id=v05.AxisId(a),
-                        size=v05.ParameterizedSize(min=minimum, step=step),
-                        scale=scale_in,
-                        unit="nanometer",
-                    )
-                    for a in ("y", "x")
-                ),
-            ],
-            test_tensor=fd("test_input.npy"),
-            data=v05.IntervalOrRatioDataDescr(type="uint8", range=(0, 255)),
-            preprocessing=[
-                v05.EnsureDtypeDescr(kwargs=v05.EnsureDtypeKwargs(dtype="float32")),
-                v05.ScaleLinearDescr(kwargs=v05.ScaleLinearKwargs(gain=1.0 / 255.0, offset=0.0)),
-                # the spec appends a cast back to the input's data type (uint8) unless the last step is a cast
-                v05.EnsureDtypeDescr(kwargs=v05.EnsureDtypeKwargs(dtype="float32")),
-            ],
-        )
-        outp = v05.OutputTensorDescr(
-            id=out_id,
-            description=f"enhanced RGB image in [0, 1], {card.ratio} times the input size",
-            axes=[
-                v05.BatchAxis(),
-                channel,
-                *(
-                    v05.SpaceOutputAxisWithHalo(
-                        id=v05.AxisId(a),
-                        size=v05.SizeReference(tensor_id=in_id, axis_id=v05.AxisId(a)),
-                        scale=scale_out,
-                        unit="nanometer",
-                        halo=halo,
-                    )
-                    for a in ("y", "x")
-                ),
-            ],
-            test_tensor=fd("test_output.npy"),
-            data=v05.IntervalOrRatioDataDescr(type="float32", range=(0.0, 1.0)),
-            postprocessing=[
-                v05.ClipDescr(kwargs=v05.ClipKwargs(min=0.0, max=1.0)),
-                v05.EnsureDtypeDescr(kwargs=v05.EnsureDtypeKwargs(dtype="float32")),
-            ],
-        )
-        torch_version = v05.Version(torch.__version__.split("+")[0])
-        weights = v05.WeightsDescr(
-            pytorch_state_dict=v05.PytorchStateDictWeightsDescr(
-                source=tmp / "weights.pt",
-                sha256=v05.Sha256(_sha256(tmp / "weights.pt")),
-                architecture=v05.ArchitectureFromFileDescr(
-                    source=tmp / "network.py",
-                    sha256=v05.Sha256(_sha256(tmp / "network.py")),
-                    callable=v05.Identifier("EnhanceNet"),
-                    kwargs={"ratio": card.ratio},
-                ),
-                pytorch_version=torch_version,
-            ),
-            torchscript=v05.TorchscriptWeightsDescr(
-                source=tmp / "weights.torchscript.pt",
-                sha256=v05.Sha256(_sha256(tmp / "weights.torchscript.pt")),
-                pytorch_version=torch_version,
-                parent="pytorch_state_dict",
-            ),
-            onnx=v05.OnnxWeightsDescr(
-                source=tmp / "weights.onnx",
-                sha256=v05.Sha256(_sha256(tmp / "weights.onnx")),
-                opset_version=OPSET,
-                parent="pytorch_state_dict",
-            ),
-        )
-        description = v05.ModelDescr(
-            name=f"scopectl {card.name}"[:128],
-            description=(
-                f"Smartphone-microscope to benchtop enhancement ({card.sample_type}, ×{card.ratio}) with the "
-                "network of Rivenson et al. 2018, trained with scopectl."
-            ),
-            authors=[v05.Author(name=a.strip()) for a in authors],
-            cite=[
-                v05.CiteEntry(
-                    text="Rivenson Y. et al., Deep learning enhanced mobile-phone microscopy, ACS Photonics 2018",
-                    doi=v05.Doi(PAPER_DOI),
-                )
-            ],
-            license=v05.LicenseId(license_id),
-            documentation=fd("README.md"),
-            covers=[fd("cover.png")],
-            tags=["super-resolution", "image-restoration", "mobile-microscopy", "pytorch", "scopectl"],
-            inputs=[inp],
-            outputs=[outp],
-            weights=weights,
-            attachments=[fd(WEIGHTS_NAME), fd(CARD_NAME)],
-            version=v05.Version("0.1.0"),
-            config=v05.Config(
-                bioimageio=v05.BioimageioConfig(
-                    reproducibility_tolerance=[
-                        v05.ReproducibilityTolerance(
-                            absolute_tolerance=TEST_TOLERANCE, relative_tolerance=0.0
-                        )
-                    ]
-                ),
-                scopectl={
-                    "format": "scopectl-bioimageio-export",
-                    "schema_version": 1,
-                    "exported_by": f"scopectl {__version__}",
-                    "model_card": card.model_dump(mode="json"),
-                    "input_padding_px": pad,
-                },
-            ),
-        )
+        _write_weights(net, card, tmp, example_size=minimum)
+        test_in, test_out = _write_test_files(net, card, model_dir, tmp, rows=rows, cols=cols)
+        description = _model_description(v05, card, ratio, tmp, authors=authors, license_id=license_id)
         staged = tmp / f"package-{uuid.uuid4().hex[:8]}.zip"
         spec.save_bioimageio_package(description, output_path=staged)
-        summary = core.test_model(staged) if check else None
-        if summary is not None and summary.status != "passed":
-            failures = [
-                f"{d.name}: {d.errors[0].msg if d.errors else ''}"
-                for d in summary.details
-                if d.status != "passed"
-            ]
-            raise ModelError(
-                f"{model_dir}: the BioImage Model Zoo package fails bioimageio's checks "
-                f"({'; '.join(failures)[:400]}); nothing was written."
-            )
+        if check:
+            _require_passed(core.test_model(staged), model_dir)
         diff = _reproduction_error(net, test_in, test_out)
-        partial = out.with_name(f".{out.name}.partial-{os.getpid()}")
-        try:
-            partial.write_bytes(staged.read_bytes())
-            os.replace(partial, out)
-        except OSError as exc:
-            partial.unlink(missing_ok=True)
-            raise OutputError(f"{out}: cannot write the package ({exc.strerror or exc}).") from None
+        _write_atomically(staged, out)
     return ExportedPackage(
         name=card.name,
         path=out,
         weight_formats=["pytorch_state_dict", "torchscript", "onnx"],
         test_max_abs_diff=diff,
     )
+
+
+def _write_weights(net: EnhanceNet, card: ModelCard, tmp: Path, *, example_size: int) -> None:
+    """Write the weights in three formats, all from the same state dict, and the architecture, into ``tmp``.
+
+    ``weights.pt`` (state dict) with ``network.py``, ``weights.torchscript.pt`` (traced on an
+    ``example_size`` square input) and ``weights.onnx``.
+    """
+    state = {k: v.detach().cpu().float().contiguous() for k, v in net.state_dict().items()}
+    torch.save(state, tmp / "weights.pt")
+    arch_src = Path(network_module.__file__)
+    (tmp / "network.py").write_bytes(arch_src.read_bytes())
+    example = torch.rand(1, 3, example_size, example_size, generator=torch.Generator().manual_seed(0))
+    with torch.no_grad():
+        traced = torch.jit.trace(net.eval(), example, check_trace=False)  # type: ignore[no-untyped-call]
+    traced.save(str(tmp / "weights.torchscript.pt"))
+
+    (tmp / "weights.onnx").write_bytes(build_onnx(net, card).SerializeToString())
+
+
+def _write_test_files(
+    net: EnhanceNet, card: ModelCard, model_dir: Path, tmp: Path, *, rows: int, cols: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """Write the test tensors, cover, README and the model-directory attachments into ``tmp``.
+
+    Returns the test input (1 × 3 × rows × cols uint8) and the network's output for it (float32).
+    """
+    pad, halo = halo_px(net.ratio)
+    test_rgb = _test_image(rows, cols)
+    test_in = np.ascontiguousarray(np.moveaxis(test_rgb, -1, 0)[None])  # 1 × 3 × rows × cols uint8
+    with torch.inference_mode():
+        y = net(torch.from_numpy(test_in).float().div(255.0))
+    test_out = np.clip(y.numpy(), 0.0, 1.0).astype(np.float32)
+    np.save(tmp / "test_input.npy", test_in, allow_pickle=False)
+    np.save(tmp / "test_output.npy", test_out, allow_pickle=False)
+    out_rgb = np.clip(np.moveaxis(test_out[0], 0, -1) * 255 + 0.5, 0, 255).astype(np.uint8)
+    _cover(test_rgb, out_rgb, tmp / "cover.png")
+    (tmp / "README.md").write_text(_readme(card, net.ratio, pad, halo), encoding="utf-8")
+    (tmp / WEIGHTS_NAME).write_bytes((model_dir / WEIGHTS_NAME).read_bytes())
+    (tmp / CARD_NAME).write_bytes((model_dir / CARD_NAME).read_bytes())
+    return test_in, test_out
+
+
+def _file_descr(v05: ModuleType, path: Path) -> Any:
+    """A bioimageio ``FileDescr`` of ``path`` with its SHA-256."""
+    return v05.FileDescr(source=path, sha256=v05.Sha256(_sha256(path)))
+
+
+def _tensor_descriptions(
+    v05: ModuleType, card: ModelCard, ratio: tuple[int, int], tmp: Path
+) -> tuple[Any, Any]:
+    """The input and output tensor descriptions (axes with physical scales, data types, pre/postprocessing)."""
+    _, halo = halo_px(ratio)
+    minimum, step = input_size_rule(ratio)
+    in_id, out_id = v05.TensorId("input"), v05.TensorId("output")
+    scale_in, scale_out = axis_scales_nm(card.input_pixel_size_um, ratio)
+    channel = v05.ChannelAxis(channel_names=[v05.Identifier(c) for c in ("R", "G", "B")])
+    inp = v05.InputTensorDescr(
+        id=in_id,
+        description="phone-microscope RGB image, uint8",
+        axes=[
+            v05.BatchAxis(),
+            channel,
+            *(
+                v05.SpaceInputAxis(
+                    id=v05.AxisId(a),
+                    size=v05.ParameterizedSize(min=minimum, step=step),
+                    scale=scale_in,
+                    unit="nanometer",
+                )
+                for a in ("y", "x")
+            ),
+        ],
+        test_tensor=_file_descr(v05, tmp / "test_input.npy"),
+        data=v05.IntervalOrRatioDataDescr(type="uint8", range=(0, 255)),
+        preprocessing=[
+            v05.EnsureDtypeDescr(kwargs=v05.EnsureDtypeKwargs(dtype="float32")),
+            v05.ScaleLinearDescr(kwargs=v05.ScaleLinearKwargs(gain=1.0 / 255.0, offset=0.0)),
+            # the spec appends a cast back to the input's data type (uint8) unless the last step is a cast
+            v05.EnsureDtypeDescr(kwargs=v05.EnsureDtypeKwargs(dtype="float32")),
+        ],
+    )
+    outp = v05.OutputTensorDescr(
+        id=out_id,
+        description=f"enhanced RGB image in [0, 1], {card.ratio} times the input size",
+        axes=[
+            v05.BatchAxis(),
+            channel,
+            *(
+                v05.SpaceOutputAxisWithHalo(
+                    id=v05.AxisId(a),
+                    size=v05.SizeReference(tensor_id=in_id, axis_id=v05.AxisId(a)),
+                    scale=scale_out,
+                    unit="nanometer",
+                    halo=halo,
+                )
+                for a in ("y", "x")
+            ),
+        ],
+        test_tensor=_file_descr(v05, tmp / "test_output.npy"),
+        data=v05.IntervalOrRatioDataDescr(type="float32", range=(0.0, 1.0)),
+        postprocessing=[
+            v05.ClipDescr(kwargs=v05.ClipKwargs(min=0.0, max=1.0)),
+            v05.EnsureDtypeDescr(kwargs=v05.EnsureDtypeKwargs(dtype="float32")),
+        ],
+    )
+    return inp, outp
+
+
+def _weights_description(v05: ModuleType, card: ModelCard, tmp: Path) -> Any:
+    """The three weight formats written by :func:`_write_weights`, torchscript and onnx converted from the first."""
+    torch_version = v05.Version(torch.__version__.split("+")[0])
+    return v05.WeightsDescr(
+        pytorch_state_dict=v05.PytorchStateDictWeightsDescr(
+            source=tmp / "weights.pt",
+            sha256=v05.Sha256(_sha256(tmp / "weights.pt")),
+            architecture=v05.ArchitectureFromFileDescr(
+                source=tmp / "network.py",
+                sha256=v05.Sha256(_sha256(tmp / "network.py")),
+                callable=v05.Identifier("EnhanceNet"),
+                kwargs={"ratio": card.ratio},
+            ),
+            pytorch_version=torch_version,
+        ),
+        torchscript=v05.TorchscriptWeightsDescr(
+            source=tmp / "weights.torchscript.pt",
+            sha256=v05.Sha256(_sha256(tmp / "weights.torchscript.pt")),
+            pytorch_version=torch_version,
+            parent="pytorch_state_dict",
+        ),
+        onnx=v05.OnnxWeightsDescr(
+            source=tmp / "weights.onnx",
+            sha256=v05.Sha256(_sha256(tmp / "weights.onnx")),
+            opset_version=OPSET,
+            parent="pytorch_state_dict",
+        ),
+    )
+
+
+def _model_description(
+    v05: ModuleType,
+    card: ModelCard,
+    ratio: tuple[int, int],
+    tmp: Path,
+    *,
+    authors: Sequence[str],
+    license_id: str,
+) -> Any:
+    """The ``ModelDescr`` (``rdf.yaml``) of the files staged in ``tmp``."""
+    pad, _ = halo_px(ratio)
+    inp, outp = _tensor_descriptions(v05, card, ratio, tmp)
+    weights = _weights_description(v05, card, tmp)
+    return v05.ModelDescr(
+        name=f"scopectl {card.name}"[:128],
+        description=(
+            f"Smartphone-microscope to benchtop enhancement ({card.sample_type}, ×{card.ratio}) with the "
+            "network of Rivenson et al. 2018, trained with scopectl."
+        ),
+        authors=[v05.Author(name=a.strip()) for a in authors],
+        cite=[
+            v05.CiteEntry(
+                text="Rivenson Y. et al., Deep learning enhanced mobile-phone microscopy, ACS Photonics 2018",
+                doi=v05.Doi(PAPER_DOI),
+            )
+        ],
+        license=v05.LicenseId(license_id),
+        documentation=_file_descr(v05, tmp / "README.md"),
+        covers=[_file_descr(v05, tmp / "cover.png")],
+        tags=["super-resolution", "image-restoration", "mobile-microscopy", "pytorch", "scopectl"],
+        inputs=[inp],
+        outputs=[outp],
+        weights=weights,
+        attachments=[_file_descr(v05, tmp / WEIGHTS_NAME), _file_descr(v05, tmp / CARD_NAME)],
+        version=v05.Version("0.1.0"),
+        config=v05.Config(
+            bioimageio=v05.BioimageioConfig(
+                reproducibility_tolerance=[
+                    v05.ReproducibilityTolerance(absolute_tolerance=TEST_TOLERANCE, relative_tolerance=0.0)
+                ]
+            ),
+            scopectl={
+                "format": "scopectl-bioimageio-export",
+                "schema_version": 1,
+                "exported_by": f"scopectl {__version__}",
+                "model_card": card.model_dump(mode="json"),
+                "input_padding_px": pad,
+            },
+        ),
+    )
+
+
+def _require_passed(summary: Any, model_dir: Path) -> None:
+    """Raise :class:`ModelError` listing the failed checks unless bioimageio's test ``summary`` passed."""
+    if summary.status != "passed":
+        failures = [
+            f"{d.name}: {d.errors[0].msg if d.errors else ''}"
+            for d in summary.details
+            if d.status != "passed"
+        ]
+        raise ModelError(
+            f"{model_dir}: the BioImage Model Zoo package fails bioimageio's checks "
+            f"({'; '.join(failures)[:400]}); nothing was written."
+        )
+
+
+def _write_atomically(staged: Path, out: Path) -> None:
+    """Copy ``staged`` to ``out`` through a partial file renamed into place (nothing half-written is left)."""
+    partial = out.with_name(f".{out.name}.partial-{os.getpid()}")
+    try:
+        partial.write_bytes(staged.read_bytes())
+        os.replace(partial, out)
+    except OSError as exc:
+        partial.unlink(missing_ok=True)
+        raise OutputError(f"{out}: cannot write the package ({exc.strerror or exc}).") from None
 
 
 def _reproduction_error(net: EnhanceNet, test_in: np.ndarray, test_out: np.ndarray) -> float:

@@ -260,34 +260,10 @@ def export_slide(
             raise OutputError(f"{out_dir}: cannot create the output folder ({exc.strerror}).") from None
         tmp = out_dir / f".{dest.name}.partial-{os.getpid()}-{uuid.uuid4().hex[:8]}"
         completeness = store.completeness()
-        names: list[str] = []
-        written = 0
         try:
-            root = zarr.open_group(zarr.storage.LocalStore(tmp), mode="w-", zarr_format=3)
-            root.attrs.put(
-                {
-                    "ome": {"version": NGFF_VERSION, "bioformats2raw.layout": 3},
-                    "scopectl": _export_attrs(store, store_path, completeness),
-                }
+            names, written = _write_zarr(
+                zarr, tmp, store, store_path, mosaic_info, completeness, on_image=on_image
             )
-            n_bytes, image = _write_mosaic(root.create_group("0"), store, mosaic_info, completeness)
-            written += n_bytes
-            names.append(image.name)
-            ome_images: list[OmeImage] = [image]
-            if on_image is not None:
-                on_image("mosaic")
-            for series, meta in enumerate(store.captures(), start=1):
-                n_bytes, image = _write_capture(
-                    zarr, root.create_group(str(series)), store, meta, mosaic_info
-                )
-                written += n_bytes
-                names.append(image.name)
-                ome_images.append(image)
-                if on_image is not None:
-                    on_image(image.name)
-            ome = root.create_group("OME")
-            ome.attrs.put({"ome": {"version": NGFF_VERSION, "series": [str(i) for i in range(len(names))]}})
-            (tmp / "OME" / "METADATA.ome.xml").write_text(ome_xml(ome_images), encoding="utf-8")
             if dest.exists():
                 shutil.rmtree(dest) if dest.is_dir() else dest.unlink()
             os.replace(tmp, dest)
@@ -309,6 +285,48 @@ def export_slide(
         seconds=time.perf_counter() - t0,
         completeness=completeness,
     )
+
+
+def _write_zarr(
+    zarr: Any,
+    tmp: Path,
+    store: SlideStore,
+    store_path: Path,
+    mosaic_info: MosaicInfo,
+    completeness: dict[str, Any],
+    *,
+    on_image: Callable[[str], None] | None,
+) -> tuple[list[str], int]:
+    """Write the whole OME-Zarr (bioformats2raw layout: mosaic, captures, OME metadata) into ``tmp``.
+
+    Returns the images' names in series order and the pixel bytes written.
+    """
+    names: list[str] = []
+    written = 0
+    root = zarr.open_group(zarr.storage.LocalStore(tmp), mode="w-", zarr_format=3)
+    root.attrs.put(
+        {
+            "ome": {"version": NGFF_VERSION, "bioformats2raw.layout": 3},
+            "scopectl": _export_attrs(store, store_path, completeness),
+        }
+    )
+    n_bytes, image = _write_mosaic(root.create_group("0"), store, mosaic_info, completeness)
+    written += n_bytes
+    names.append(image.name)
+    ome_images: list[OmeImage] = [image]
+    if on_image is not None:
+        on_image("mosaic")
+    for series, meta in enumerate(store.captures(), start=1):
+        n_bytes, image = _write_capture(zarr, root.create_group(str(series)), store, meta, mosaic_info)
+        written += n_bytes
+        names.append(image.name)
+        ome_images.append(image)
+        if on_image is not None:
+            on_image(image.name)
+    ome = root.create_group("OME")
+    ome.attrs.put({"ome": {"version": NGFF_VERSION, "series": [str(i) for i in range(len(names))]}})
+    (tmp / "OME" / "METADATA.ome.xml").write_text(ome_xml(ome_images), encoding="utf-8")
+    return names, written
 
 
 def _export_attrs(store: SlideStore, store_path: Path, completeness: dict[str, Any]) -> Any:

@@ -399,6 +399,52 @@ def enhance_sources(
     out_dir = Path(out_dir)
     if input_pixel_size_um is not None:
         input_pixel_size_um = check_pixel_size_um(input_pixel_size_um, what="--input-pixel-size-um")
+    suffix = _prepare_out_dir(sources, out_dir, card, fmt=fmt, overwrite=overwrite)
+    outcomes: list[EnhanceOutcome] = []
+    with (
+        ThreadPoolExecutor(max_workers=1, thread_name_prefix="decode") as reader,
+        ThreadPoolExecutor(max_workers=1, thread_name_prefix="write") as writer,
+    ):
+        pending_reads: list[Future[LoadedImage]] = [reader.submit(s.load) for s in sources[:2]]
+        pending_writes: list[Future[Path]] = []
+        for i, src in enumerate(sources):
+            loaded = pending_reads[i].result()
+            if i + 2 < len(sources):
+                pending_reads.append(reader.submit(sources[i + 2].load))
+            dest = out_dir / f"{src.name}{suffix}"
+            out, outcome = _enhance_one(
+                model,
+                loaded,
+                card,
+                dest,
+                explicit_um=input_pixel_size_um,
+                tile=tile,
+                device=device,
+                precision=precision,
+            )
+            tile = outcome.tile  # smaller after running out of GPU memory: kept for the following images
+            px_out, annotations = outcome.output_pixel_size_um, _annotations(card, outcome)
+            pending_writes.append(
+                writer.submit(write_image, dest, out, fmt=fmt, pixel_size_um=px_out, annotations=annotations)
+            )
+            outcomes.append(outcome)
+            while len(pending_writes) > 2:
+                pending_writes.pop(0).result()
+            if on_done is not None:
+                on_done(outcome)
+        for fut in pending_writes:
+            fut.result()
+    return outcomes
+
+
+def _prepare_out_dir(
+    sources: Sequence[ImageSource], out_dir: Path, card: ModelCard, *, fmt: ImageFormat, overwrite: bool
+) -> str:
+    """Check the outputs can be written (distinct stems, none existing unless ``overwrite``), create ``out_dir``.
+
+    Returns the output suffix of ``fmt``.  Sweeps stale partial files from ``out_dir`` and checks the model's
+    input pixel size is plausible.
+    """
     if out_dir.exists() and not out_dir.is_dir():
         raise ConfigError(f"--out {out_dir}: is a file, not a directory.", hint="Name a directory.")
     if fmt not in SUFFIXES:
@@ -422,80 +468,87 @@ def enhance_sources(
         raise ModelError(
             f"model {card.name}: input pixel size {card.input_pixel_size_um} µm is implausible for a microscope."
         )
+    return suffix
+
+
+def _input_pixel_size_um(
+    loaded: LoadedImage, card: ModelCard, *, explicit_um: float | None
+) -> tuple[float, bool]:
+    """The input's pixel size (µm) and whether it was assumed (neither given nor stated by the file).
+
+    An explicit --input-pixel-size-um beats the file; a file's value is used only when plausible
+    (FileSource / StoreCaptureSource drop print resolutions); else the model's is assumed.
+    """
+    stated = loaded.pixel_size_um if plausible_pixel_size_um(loaded.pixel_size_um) else None
+    assumed = explicit_um is None and stated is None
+    return explicit_um or stated or card.input_pixel_size_um, assumed
+
+
+def _enhance_one(
+    model: nn.Module,
+    loaded: LoadedImage,
+    card: ModelCard,
+    dest: Path,
+    *,
+    explicit_um: float | None,
+    tile: int | None,
+    device: torch.device,
+    precision: str,
+) -> tuple[np.ndarray, EnhanceOutcome]:
+    """Enhance one input, resampled to the model's pixel size first when it differs by more than 3 %.
+
+    Returns the enhanced image and its outcome (to be written to ``dest``), whose ``tile`` is the tile size
+    to use from now on (smaller after running out of GPU memory).
+    """
+    start = time.perf_counter()
+    px_in, assumed = _input_pixel_size_um(loaded, card, explicit_um=explicit_um)
     p, q = card.ratio_pq
-    outcomes: list[EnhanceOutcome] = []
-    info_base = (
+    _check_scale(loaded, px_in, card, p=p, q=q)
+    rgb = loaded.rgb
+    resampled = abs(px_in / card.input_pixel_size_um - 1.0) > PIXEL_SIZE_TOLERANCE
+    notes: list[str] = []
+    if resampled:
+        rgb = _resample(rgb, factor=px_in / card.input_pixel_size_um)
+        notes.append(
+            f"resampled from {px_in:.4g} to the model's {card.input_pixel_size_um:.4g} µm/px before enhancing"
+        )
+    shrunk: list[int] = []
+    out = enhance_image(model, rgb, tile=tile, device=device, precision=precision, on_shrink=shrunk.append)
+    if shrunk:
+        tile = shrunk[-1]  # keep the smaller tile for the following images
+        notes.append(f"ran out of GPU memory; used {tile}-pixel tiles")
+    px_out = card.input_pixel_size_um * q / p
+    return out, EnhanceOutcome(
+        source=loaded.description,
+        output=dest,
+        input_shape=(int(loaded.rgb.shape[0]), int(loaded.rgb.shape[1])),
+        output_shape=(int(out.shape[0]), int(out.shape[1])),
+        input_pixel_size_um=px_in,
+        output_pixel_size_um=px_out,
+        pixel_size_assumed=assumed,
+        resampled=resampled,
+        seconds=time.perf_counter() - start,
+        tile=tile,
+        notes=notes,
+    )
+
+
+def _annotations(card: ModelCard, outcome: EnhanceOutcome) -> dict[str, str]:
+    """The provenance written into an enhanced image: software, model, source and pixel sizes."""
+    software = (
         f"scopectl enhance; model {card.name} ({card.architecture}, ratio {card.ratio}, sha256 "
         f"{card.weights_sha256[:16]})"
     )
-    with (
-        ThreadPoolExecutor(max_workers=1, thread_name_prefix="decode") as reader,
-        ThreadPoolExecutor(max_workers=1, thread_name_prefix="write") as writer,
-    ):
-        pending_reads: list[Future[LoadedImage]] = [reader.submit(s.load) for s in sources[:2]]
-        pending_writes: list[Future[Path]] = []
-        for i, src in enumerate(sources):
-            loaded = pending_reads[i].result()
-            if i + 2 < len(sources):
-                pending_reads.append(reader.submit(sources[i + 2].load))
-            start = time.perf_counter()
-            # An explicit --input-pixel-size-um beats the file; a file's value is used only when plausible
-            # (FileSource / StoreCaptureSource drop print resolutions); else the model's is assumed.
-            stated = loaded.pixel_size_um if plausible_pixel_size_um(loaded.pixel_size_um) else None
-            assumed = input_pixel_size_um is None and stated is None
-            px_in = input_pixel_size_um or stated or card.input_pixel_size_um
-            rgb = loaded.rgb
-            _check_scale(loaded, px_in, card, p=p, q=q)
-            resampled = abs(px_in / card.input_pixel_size_um - 1.0) > PIXEL_SIZE_TOLERANCE
-            notes: list[str] = []
-            if resampled:
-                rgb = _resample(rgb, factor=px_in / card.input_pixel_size_um)
-                notes.append(
-                    f"resampled from {px_in:.4g} to the model's {card.input_pixel_size_um:.4g} µm/px before enhancing"
-                )
-            shrunk: list[int] = []
-            out = enhance_image(
-                model, rgb, tile=tile, device=device, precision=precision, on_shrink=shrunk.append
-            )
-            if shrunk:
-                tile = shrunk[-1]  # keep the smaller tile for the following images
-                notes.append(f"ran out of GPU memory; used {tile}-pixel tiles")
-            px_out = card.input_pixel_size_um * q / p
-            dest = out_dir / f"{src.name}{suffix}"
-            annotations = {
-                "software": info_base,
-                "model": card.name,
-                "model_architecture": card.architecture,
-                "model_ratio": card.ratio,
-                "model_weights_sha256": card.weights_sha256,
-                "source": loaded.description,
-                "source_pixel_size_um": f"{px_in:.6g}",
-                "output_pixel_size_um": f"{px_out:.6g}",
-            }
-            pending_writes.append(
-                writer.submit(write_image, dest, out, fmt=fmt, pixel_size_um=px_out, annotations=annotations)
-            )
-            outcome = EnhanceOutcome(
-                source=loaded.description,
-                output=dest,
-                input_shape=(int(loaded.rgb.shape[0]), int(loaded.rgb.shape[1])),
-                output_shape=(int(out.shape[0]), int(out.shape[1])),
-                input_pixel_size_um=px_in,
-                output_pixel_size_um=px_out,
-                pixel_size_assumed=assumed,
-                resampled=resampled,
-                seconds=time.perf_counter() - start,
-                tile=tile,
-                notes=notes,
-            )
-            outcomes.append(outcome)
-            while len(pending_writes) > 2:
-                pending_writes.pop(0).result()
-            if on_done is not None:
-                on_done(outcome)
-        for fut in pending_writes:
-            fut.result()
-    return outcomes
+    return {
+        "software": software,
+        "model": card.name,
+        "model_architecture": card.architecture,
+        "model_ratio": card.ratio,
+        "model_weights_sha256": card.weights_sha256,
+        "source": outcome.source,
+        "source_pixel_size_um": f"{outcome.input_pixel_size_um:.6g}",
+        "output_pixel_size_um": f"{outcome.output_pixel_size_um:.6g}",
+    }
 
 
 def _check_scale(loaded: LoadedImage, px_in: float, card: ModelCard, *, p: int, q: int) -> None:

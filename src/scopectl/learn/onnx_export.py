@@ -16,6 +16,7 @@ fields are stored as ONNX metadata properties.
 from __future__ import annotations
 
 import importlib.util
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -40,104 +41,75 @@ def _require(module: str) -> None:
         )
 
 
+@dataclass
+class _Graph:
+    """The ONNX nodes and initialisers being built, in order, with the state dict the weights come from."""
+
+    state: dict[str, np.ndarray]
+    nodes: list[Any] = field(default_factory=list)
+    inits: list[Any] = field(default_factory=list)
+
+    def const(self, value: np.ndarray, name: str) -> None:
+        """Add the initialiser ``name`` holding ``value``."""
+        from onnx import numpy_helper  # optional: the ONNX libraries load only to export or check ONNX
+
+        self.inits.append(numpy_helper.from_array(value, name))
+
+    def node(self, op: str, inputs: list[str], outputs: list[str], *, name: str, **attrs: Any) -> None:
+        """Add the node ``name`` computing ``op`` on ``inputs``."""
+        from onnx import helper  # optional: the ONNX libraries load only to export or check ONNX
+
+        self.nodes.append(helper.make_node(op, inputs, outputs, name=name, **attrs))
+
+    def conv(self, name: str, src: str, dst: str, *, stride: int = 1) -> None:
+        """Add the 3 × 3 convolution ``name`` (padding 1) with the weights and bias of that module."""
+        self.const(self.state[f"{name}.weight"], f"{name}.weight")
+        self.const(self.state[f"{name}.bias"], f"{name}.bias")
+        self.node(
+            "Conv",
+            [src, f"{name}.weight", f"{name}.bias"],
+            [dst],
+            name=name,
+            kernel_shape=[3, 3],
+            pads=[1, 1, 1, 1],
+            strides=[stride, stride],
+        )
+
+    def relu(self, src: str, dst: str) -> None:
+        """Add a ReLU from ``src`` to ``dst``."""
+        self.node("Relu", [src], [dst], name=f"{dst}.relu")
+
+
 def build_onnx(model: EnhanceNet, card: ModelCard | None = None) -> Any:
     """An ``onnx.ModelProto`` computing the same function as ``model``."""
     _require("onnx")
     import onnx  # optional: the ONNX libraries load only to export or check ONNX
 
     # optional: the ONNX libraries load only to export or check ONNX
-    from onnx import TensorProto, helper, numpy_helper
+    from onnx import TensorProto, helper
 
-    state = {k: v.detach().cpu().float().numpy() for k, v in model.state_dict().items()}
+    g = _Graph({k: v.detach().cpu().float().numpy() for k, v in model.state_dict().items()})
     p, q = model.ratio
-    nodes: list[Any] = []
-    inits: list[Any] = []
-
-    def conv(name: str, src: str, dst: str, *, stride: int = 1) -> None:
-        w, b = state[f"{name}.weight"], state[f"{name}.bias"]
-        inits.append(numpy_helper.from_array(w, f"{name}.weight"))
-        inits.append(numpy_helper.from_array(b, f"{name}.bias"))
-        nodes.append(
-            helper.make_node(
-                "Conv",
-                [src, f"{name}.weight", f"{name}.bias"],
-                [dst],
-                name=name,
-                kernel_shape=[3, 3],
-                pads=[1, 1, 1, 1],
-                strides=[stride, stride],
-            )
-        )
-
-    def relu(src: str, dst: str) -> None:
-        nodes.append(helper.make_node("Relu", [src], [dst], name=f"{dst}.relu"))
-
-    inits.append(numpy_helper.from_array(np.array(CENTRE, dtype=np.float32), "centre"))
-    nodes.append(helper.make_node("Sub", ["input", "centre"], ["centred"], name="centre_input"))
-    conv("head", "centred", "head.out")
-    relu("head.out", "x0")
-    current = "x0"
-    for k, block in enumerate(model.blocks):
-        prefix = f"blocks.{k}"
-        conv(f"{prefix}.conv1", current, f"{prefix}.c1")
-        relu(f"{prefix}.c1", f"{prefix}.r1")
-        conv(f"{prefix}.conv2", f"{prefix}.r1", f"{prefix}.c2")
-        relu(f"{prefix}.c2", f"{prefix}.r2")
-        shortcut = current
-        if block.extra:
-            pads = np.array([0, 0, 0, 0, 0, block.extra, 0, 0], dtype=np.int64)
-            inits.append(numpy_helper.from_array(pads, f"{prefix}.pads"))
-            nodes.append(
-                helper.make_node(
-                    "Pad", [current, f"{prefix}.pads"], [f"{prefix}.shortcut"], name=f"{prefix}.pad"
-                )
-            )
-            shortcut = f"{prefix}.shortcut"
-        nodes.append(helper.make_node("Add", [shortcut, f"{prefix}.r2"], [f"x{k + 1}"], name=f"{prefix}.add"))
-        current = f"x{k + 1}"
-    conv("expand", current, "expand.out")
-    relu("expand.out", "expand.relu")
-    nodes.append(
-        helper.make_node(
-            "DepthToSpace", ["expand.relu"], ["shuffled"], name="shuffle", blocksize=p, mode="CRD"
-        )
-    )
-    conv("tail", "shuffled", "tail.out", stride=q)
+    g.const(np.array(CENTRE, dtype=np.float32), "centre")
+    g.node("Sub", ["input", "centre"], ["centred"], name="centre_input")
+    g.conv("head", "centred", "head.out")
+    g.relu("head.out", "x0")
+    current = _add_blocks(g, model, "x0")
+    g.conv("expand", current, "expand.out")
+    g.relu("expand.out", "expand.relu")
+    g.node("DepthToSpace", ["expand.relu"], ["shuffled"], name="shuffle", blocksize=p, mode="CRD")
+    g.conv("tail", "shuffled", "tail.out", stride=q)
     if getattr(model, "residual", False):
-        # global residual: bicubic ×p/q of the input (PyTorch's a = −0.75, half-pixel centres), edge-padded
-        # by one pixel and cropped to the network's ⌈S·p/q⌉, added to the correction
-        inits.append(
-            numpy_helper.from_array(np.array([1.0, 1.0, p / q, p / q], dtype=np.float32), "up.scales")
-        )
-        inits.append(numpy_helper.from_array(np.array([0, 0, 0, 0, 0, 0, 1, 1], dtype=np.int64), "up.pads"))
-        inits.append(numpy_helper.from_array(np.array([0, 0], dtype=np.int64), "up.starts"))
-        inits.append(numpy_helper.from_array(np.array([2, 3], dtype=np.int64), "up.axes"))
-        nodes += [
-            helper.make_node(
-                "Resize",
-                ["input", "", "up.scales"],
-                ["up.resized"],
-                name="bicubic",
-                mode="cubic",
-                cubic_coeff_a=-0.75,
-                coordinate_transformation_mode="half_pixel",
-            ),
-            helper.make_node("Pad", ["up.resized", "up.pads"], ["up.padded"], name="up.pad", mode="edge"),
-            helper.make_node("Shape", ["tail.out"], ["up.shape"], name="up.shape", start=2),
-            helper.make_node(
-                "Slice", ["up.padded", "up.starts", "up.shape", "up.axes"], ["up.out"], name="up.crop"
-            ),
-            helper.make_node("Add", ["tail.out", "up.out"], ["output"], name="add_bicubic"),
-        ]
+        _add_bicubic_residual(g, p, q)
     else:
-        nodes.append(helper.make_node("Add", ["tail.out", "centre"], ["output"], name="uncentre_output"))
+        g.node("Add", ["tail.out", "centre"], ["output"], name="uncentre_output")
 
     graph = helper.make_graph(
-        nodes,
+        g.nodes,
         "scopectl_enhance",
         [helper.make_tensor_value_info("input", TensorProto.FLOAT, ["N", 3, "H", "W"])],
         [helper.make_tensor_value_info("output", TensorProto.FLOAT, ["N", 3, "H_out", "W_out"])],
-        initializer=inits,
+        initializer=g.inits,
     )
     proto = helper.make_model(
         graph,
@@ -146,6 +118,58 @@ def build_onnx(model: EnhanceNet, card: ModelCard | None = None) -> Any:
         doc_string="Rivenson et al. 2018 mobile-microscopy enhancement network; input RGB/255, NCHW float32.",
     )
     proto.ir_version = 8
+    for key, value in _metadata(p, q, card).items():
+        entry = proto.metadata_props.add()
+        entry.key, entry.value = key, value
+    onnx.checker.check_model(proto)
+    return proto
+
+
+def _add_blocks(g: _Graph, model: EnhanceNet, current: str) -> str:
+    """Add the residual blocks after ``current`` (zero-padding the shortcut where a block widens); their output."""
+    for k, block in enumerate(model.blocks):
+        prefix = f"blocks.{k}"
+        g.conv(f"{prefix}.conv1", current, f"{prefix}.c1")
+        g.relu(f"{prefix}.c1", f"{prefix}.r1")
+        g.conv(f"{prefix}.conv2", f"{prefix}.r1", f"{prefix}.c2")
+        g.relu(f"{prefix}.c2", f"{prefix}.r2")
+        shortcut = current
+        if block.extra:
+            g.const(np.array([0, 0, 0, 0, 0, block.extra, 0, 0], dtype=np.int64), f"{prefix}.pads")
+            g.node("Pad", [current, f"{prefix}.pads"], [f"{prefix}.shortcut"], name=f"{prefix}.pad")
+            shortcut = f"{prefix}.shortcut"
+        g.node("Add", [shortcut, f"{prefix}.r2"], [f"x{k + 1}"], name=f"{prefix}.add")
+        current = f"x{k + 1}"
+    return current
+
+
+def _add_bicubic_residual(g: _Graph, p: int, q: int) -> None:
+    """Add the global residual: ``output`` = ``tail.out`` + the input enlarged bicubically ×p/q.
+
+    PyTorch's bicubic (a = −0.75, half-pixel centres), edge-padded by one pixel and cropped to the network's
+    ⌈S·p/q⌉.
+    """
+    g.const(np.array([1.0, 1.0, p / q, p / q], dtype=np.float32), "up.scales")
+    g.const(np.array([0, 0, 0, 0, 0, 0, 1, 1], dtype=np.int64), "up.pads")
+    g.const(np.array([0, 0], dtype=np.int64), "up.starts")
+    g.const(np.array([2, 3], dtype=np.int64), "up.axes")
+    g.node(
+        "Resize",
+        ["input", "", "up.scales"],
+        ["up.resized"],
+        name="bicubic",
+        mode="cubic",
+        cubic_coeff_a=-0.75,
+        coordinate_transformation_mode="half_pixel",
+    )
+    g.node("Pad", ["up.resized", "up.pads"], ["up.padded"], name="up.pad", mode="edge")
+    g.node("Shape", ["tail.out"], ["up.shape"], name="up.shape", start=2)
+    g.node("Slice", ["up.padded", "up.starts", "up.shape", "up.axes"], ["up.out"], name="up.crop")
+    g.node("Add", ["tail.out", "up.out"], ["output"], name="add_bicubic")
+
+
+def _metadata(p: int, q: int, card: ModelCard | None) -> dict[str, str]:
+    """The ONNX model's metadata properties: the ratio and value range, and the model card's provenance."""
     meta = {"ratio": f"{p}/{q}", "value_range": "input uint8/255; output ×255 then clamp to 0..255"}
     if card is not None:
         meta.update(
@@ -158,11 +182,7 @@ def build_onnx(model: EnhanceNet, card: ModelCard | None = None) -> Any:
                 "model_card": card.model_dump_json(),
             }
         )
-    for key, value in meta.items():
-        entry = proto.metadata_props.add()
-        entry.key, entry.value = key, value
-    onnx.checker.check_model(proto)
-    return proto
+    return meta
 
 
 def check_onnx(
