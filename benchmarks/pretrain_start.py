@@ -28,7 +28,6 @@ import shutil
 import sys
 import tempfile
 import time
-from fractions import Fraction
 from pathlib import Path
 from typing import Any
 
@@ -36,11 +35,11 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _common import hardware, write_result
-from quality_twin import aligned, patches
+from quality_twin import aligned, patches, write_patch_dataset
 
 from scopectl.learn.modelio import CARD_NAME, WEIGHTS_NAME, load_model
 from scopectl.learn.train import TrainConfig, train
-from scopectl.store.dataset import DatasetProvenance, DatasetWriter
+from scopectl.store.dataset import DatasetProvenance
 from scopectl.twin.pairs import iter_pairs
 from scopectl.twin.phone import PhoneModel, PhoneParams
 
@@ -102,37 +101,6 @@ def render(
     return data, drawn
 
 
-def write_dataset(
-    path: Path, data: dict[str, list[tuple[np.ndarray, np.ndarray]]], args: argparse.Namespace
-) -> None:
-    xs_val = np.concatenate([x for x, _ in data["val"]])
-    with DatasetWriter(
-        path, input_patch_px=xs_val.shape[1], target_patch_px=data["val"][0][1].shape[1], force=True
-    ) as writer:
-        for split in ("train", "val"):
-            xs = np.concatenate([x for x, _ in data[split]])
-            ys = np.concatenate([y for _, y in data[split]])
-            writer.append(split, xs, ys, np.zeros((len(xs), 5), np.int32))
-        writer.append("test", xs[:1], ys[:1], np.zeros((1, 5), np.int32))
-        writer.finish(
-            input_pixel_size_um=0.925,
-            target_pixel_size_um=0.37,
-            ratio=Fraction(5, 2),
-            provenance=DatasetProvenance(
-                created=time.strftime("%Y-%m-%dT%H:%M:%S%z"),
-                software_version="scopectl benchmarks/pretrain_start.py",
-                sample_type="twin: " + ", ".join(SAMPLES),
-                input_kind="jpeg",
-                params={
-                    "source": "twin, randomised phone models",
-                    "pairs_per_stain": args.pairs_per_stain,
-                    "phone_px": args.phone_px,
-                    "seed": args.seed,
-                },
-            ),
-        )
-
-
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--minutes", type=float, default=25.0)
@@ -155,7 +123,22 @@ def main() -> None:
     render_s = time.perf_counter() - t0
     args.workdir.mkdir(parents=True, exist_ok=True)
     ds_path = args.workdir / "twin-start.h5"
-    write_dataset(ds_path, data, args)
+    write_patch_dataset(
+        ds_path,
+        data,
+        DatasetProvenance(
+            created=time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+            software_version="scopectl benchmarks/pretrain_start.py",
+            sample_type="twin: " + ", ".join(SAMPLES),
+            input_kind="jpeg",
+            params={
+                "source": "twin, randomised phone models",
+                "pairs_per_stain": args.pairs_per_stain,
+                "phone_px": args.phone_px,
+                "seed": args.seed,
+            },
+        ),
+    )
     model_dir = args.workdir / "twin-start"
     config = TrainConfig(
         minutes=args.minutes, device=args.device, seed=args.seed, start="none", val_interval_s=120.0
