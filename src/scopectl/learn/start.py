@@ -1,15 +1,15 @@
 """The starting model that ships with scopectl, and how training starts from it.
 
-``scopectl train`` with the fast recipe starts from ``scopectl/data/start/`` when that model's pixel ratio
-equals the dataset's: a network of this architecture trained on the digital twin's three stains (lung
-H&E, Pap smear, blood smear) seen through randomised phone models (PSF width and colour dependence,
-vignetting, veiling glare, noise, auto exposure and white balance, tone curve, sharpening, JPEG quality
-60–95).  It has already learnt what every phone microscope needs — deblurring, denoising, JPEG clean-up, a
-rough stain colour mapping — so the minutes a user trains on their own pairs go to their phone's specifics.
-``benchmarks/pretrain_start.py`` rebuilds it; its card says how it was made.
+``scopectl train --start twin`` starts the fast recipe from ``scopectl/data/start/``: a network of this
+architecture trained on the digital twin's three stains (lung in Masson's trichrome, Pap smear, blood smear)
+seen through randomised phone models (PSF width and colour dependence, vignetting, veiling glare, noise,
+auto exposure and white balance, tone curve, sharpening, JPEG quality 60–95); ``benchmarks/pretrain_start.py``
+rebuilds it and its card says how it was made.  It is not the default: on the cross-domain bench's real
+skin tissue it helped one foreign phone a little and made another much worse than a seeded start
+(docs/performance.md), so the twin's prior is opt-in.
 
-``--start none`` trains from the seeded initialisation (the paper's recipe always does); ``--start DIR``
-starts from any model directory of the same architecture and ratio.
+``--start none`` (the default) trains from the seeded initialisation; ``--start DIR`` starts from any model
+directory of the same architecture, ratio and recipe (fine-tuning).
 """
 
 from __future__ import annotations
@@ -33,34 +33,34 @@ def shipped_start() -> Path | None:
 def load_start(model: EnhanceNet, start: str, *, recipe: str, ratio: tuple[int, int]) -> str:
     """Load the starting weights ``start`` names into ``model``; return what the card records.
 
-    ``auto`` uses the shipped start for the fast recipe where its ratio and global residual path match,
-    and otherwise leaves ``model`` as initialised (returns ``""``); ``none`` leaves it; a path must match.
+    ``none`` leaves ``model`` as initialised (returns ``""``); ``twin`` is the shipped start; anything else
+    is a model directory.
 
     Raises
     ------
     ConfigError
-        If a named start model does not fit the network being trained.
+        If the start model does not fit the network being trained, or the package has no shipped start.
     ModelError
         If a named start model cannot be read.
     """
     if start == "none":
         return ""
-    explicit = start != "auto"
-    path = Path(start) if explicit else shipped_start()
-    if path is None or (not explicit and recipe != "fast"):
-        return ""
+    path = shipped_start() if start == "twin" else Path(start)
+    if path is None:
+        raise ConfigError(
+            "this scopectl was built without its starting model (scopectl/data/start/).",
+            hint="Reinstall scopectl, rebuild it with benchmarks/pretrain_start.py, or pass --start none.",
+        )
     net, card = load_model(path)
     mismatch = []
     if card.ratio_pq != ratio:
         mismatch.append(f"its ratio is {card.ratio}, the dataset's {ratio[0]}/{ratio[1]}")
     if net.residual != model.residual:
-        mismatch.append("its global residual path differs (fast and paper recipes do not mix)")
+        mismatch.append(f"its global residual path does not fit the {recipe} recipe")
     if mismatch:
-        if explicit:
-            raise ConfigError(
-                f"{path}: cannot start from this model: {'; '.join(mismatch)}.",
-                hint="Pick a model trained for the same ratio and recipe, or pass --start none.",
-            )
-        return ""
+        raise ConfigError(
+            f"{path}: cannot start from this model: {'; '.join(mismatch)}.",
+            hint="Pick a model trained for the same ratio and recipe, or pass --start none.",
+        )
     model.load_state_dict(net.state_dict())
     return f"{card.name} (weights sha256 {card.weights_sha256[:16]})"

@@ -127,9 +127,9 @@ class TrainConfig(StrictModel):
     max_val_patches: int | None = Field(default=None, ge=1)
     patience: int | None = Field(default=None, ge=1)
     threads: int | None = Field(default=None, ge=1, le=1024)
-    start: str = "auto"
-    """Starting weights: ``auto`` (the shipped twin start for the fast recipe where its ratio matches the
-    dataset's, otherwise a seeded initialisation), ``none``, or a model directory (same architecture)."""
+    start: str = "none"
+    """Starting weights: ``none`` (a seeded initialisation), ``twin`` (the shipped start pretrained on the
+    twin, :mod:`scopectl.learn.start`), or a model directory of the same architecture, ratio and recipe."""
 
     def resolved_batch_size(self) -> int:
         """The given batch size, or the recipe's (paper 32, fast 16)."""
