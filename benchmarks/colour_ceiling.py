@@ -39,7 +39,7 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _common import hardware, write_result
 from cross_domain import on_bench_grid, score_region
-from foreign import PHONES, RATIO, Exposure, PhoneShot, WhiteBalance, benchtop_slide, shoot
+from foreign import PHONES, RATIO, TISSUES, Exposure, PhoneShot, WhiteBalance, benchtop_slide, shoot
 
 from scopectl.metrics import bicubic_resize, cie94
 
@@ -142,9 +142,10 @@ def main() -> None:
     ap.add_argument("--n-test", type=int, default=2)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--no-exposure", action="store_true", help="skip the runs with the exposure locked")
+    ap.add_argument("--tissue", choices=TISSUES, default="skin", help="as cross_domain.py's --tissue")
     ap.add_argument("--out", type=Path, default=None)
     args = ap.parse_args()
-    bench = benchtop_slide()
+    bench = benchtop_slide(args.tissue)
     settings: list[tuple[WhiteBalance, Exposure]] = [("auto", "auto"), ("locked", "auto")]
     if not args.no_exposure:
         settings += [("auto", "locked"), ("locked", "locked")]

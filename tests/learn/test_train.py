@@ -22,6 +22,7 @@ from safetensors.torch import load_file
 from scopectl.cli.cmd_learn import register
 from scopectl.errors import InputFileError, ModelError
 from scopectl.learn.data import read_dataset
+from scopectl.learn.device import bf16_training_fast, resolve_precision
 from scopectl.learn.modelio import load_model
 from scopectl.learn.train import TrainConfig, TrainProgress, train
 
@@ -86,6 +87,8 @@ def test_one_epoch_end_to_end_through_the_cli(
     assert card.sample_type == "lung" and card.input_pixel_size_um == 0.925
     assert {"loss", "mse", "ssim_network", "ssim_bicubic"} <= set(card.validation)
     assert [s["slide_id"] for s in card.training.dataset_provenance["slides"]] == ["t1", "t2"]
+    # a seeded start unless --start says otherwise (the shipped twin start is opt-in)
+    assert res["start"] == card.training.start == ""
 
     # run again with more epochs: the same command resumes
     res2 = _cli([*args[:5], "--epochs", "2", *args[7:], "--json"], capsys)
@@ -147,6 +150,19 @@ def test_time_limited_training_stops_and_keeps_the_best(tmp_path: Path, tiny_dat
     assert other_seed.history["val_loss"][0] != result.history["val_loss"][0]
 
 
+def test_precision_auto_trains_in_bf16_where_amx_makes_it_faster(tmp_path: Path, tiny_dataset: Path) -> None:
+    """``auto`` resolves per device; bf16 autocast training on the CPU learns and is recorded in the card."""
+    cpu = torch.device("cpu")
+    want = "bf16" if bf16_training_fast(cpu) else "fp32"
+    assert resolve_precision("auto", cpu, inference=False) == want
+    assert resolve_precision("fp32", cpu, inference=False) == "fp32"
+    bf16 = train(tiny_dataset, tmp_path / "b", _cfg(epochs=2, precision="bf16"))
+    fp32 = train(tiny_dataset, tmp_path / "f", _cfg(epochs=2, precision="fp32"))
+    assert np.isfinite(bf16.best_val_loss) and bf16.steps == fp32.steps
+    assert bf16.best_val_loss == pytest.approx(fp32.best_val_loss, rel=0.1)
+    assert load_model(tmp_path / "b")[1].training.precision == "bf16"
+
+
 def test_refuses_to_overwrite_or_mix_datasets(
     tmp_path: Path, tiny_dataset: Path, make_dataset: Callable[..., Path]
 ) -> None:
@@ -188,7 +204,7 @@ def test_torchrun_data_parallel_equals_one_process_with_the_same_global_batch(
             from pathlib import Path
             from scopectl.learn.train import TrainConfig, train
             train(Path({str(tiny_dataset)!r}), Path({str(tmp_path / "ddp")!r}),
-                  TrainConfig(epochs=2, batch_size=4, device="cpu", seed=5))
+                  TrainConfig(epochs=2, batch_size=4, device="cpu", seed=5, precision="fp32"))
             """
         )
     )
@@ -204,7 +220,8 @@ def test_torchrun_data_parallel_equals_one_process_with_the_same_global_batch(
         proc.communicate()
         pytest.fail("torchrun did not finish within 180 s")
     assert proc.returncode == 0, err[-2000:]
-    single = train(tiny_dataset, tmp_path / "one", _cfg(epochs=2, batch_size=8))
+    # float32 on both sides: bf16 autocast (the CPU default with AMX) would hide the all-reduce's rounding
+    single = train(tiny_dataset, tmp_path / "one", _cfg(epochs=2, batch_size=8, precision="fp32"))
     wd, ws = _weights(tmp_path / "ddp"), _weights(tmp_path / "one")
     for key in ws:
         # float rounding of the gradient all-reduce, amplified by the default recipe's 5× larger learning rate

@@ -51,6 +51,17 @@ def test_judge_names_each_missed_limit_and_the_option_that_admits_it() -> None:
     assert Flag("min_quality", 0.3, 0.5, "--min-quality").describe() == "quality 0.30 < 0.5"
 
 
+def test_the_residual_limit_grows_with_the_capture_blur_and_its_hint_still_admits() -> None:
+    # σ 3.5 px: the 1.5 px limit becomes 2.1 px; a 1.63 px residual passes, 2.5 px does not
+    assert judge(_checks(residual_px=1.63, blur_sigma_px=3.5), CaptureLimits()) == []
+    (f,) = judge(_checks(residual_px=2.5, blur_sigma_px=3.5), CaptureLimits())
+    assert f.describe() == "residual 2.50 px > 2.10 px (--max-residual-px 1.5 × 1.40 for the capture's blur)"
+    assert f.admit_with() == "--max-residual-px 1.79"
+    assert judge(_checks(residual_px=2.5, blur_sigma_px=3.5), CaptureLimits(max_residual_px=1.79)) == []
+    # no blurrier than the reference: the limit as given
+    assert judge(_checks(residual_px=1.63, blur_sigma_px=2.5), CaptureLimits())[0].limit == 1.5
+
+
 def test_consistency_counts_blocks_near_the_median_shift() -> None:
     shift = np.zeros((2, 4, 4), np.float32)
     shift[0, 0, :2] = 3.0  # two blocks disagree by 3 px

@@ -83,7 +83,8 @@ def train_cmd(
         ),
     ] = None,
     precision: Annotated[
-        str, typer.Option("--precision", help="auto (bf16 autocast on GPUs), fp32 or bf16.")
+        str,
+        typer.Option("--precision", help="auto (bf16 autocast on GPUs and on CPUs with AMX), fp32 or bf16."),
     ] = "auto",
     compile_model: Annotated[
         bool, typer.Option("--compile", help="Use torch.compile (GPU; slow start).")
@@ -108,6 +109,14 @@ def train_cmd(
         typer.Option("--patience", min=1, help="Stop after this many validations without improvement."),
     ] = None,
     threads: Annotated[int | None, typer.Option("--threads", min=1, help="CPU threads for PyTorch.")] = None,
+    start: Annotated[
+        str,
+        typer.Option(
+            "--start",
+            help="Starting weights: none (a seeded initialisation), twin (the model that ships with "
+            "scopectl, pretrained on the twin; fast recipe, ratio 5/2), or a model name or folder to fine-tune.",
+        ),
+    ] = "none",
     force: Annotated[
         bool, typer.Option("--force", help="Discard an existing model/checkpoint of this name.")
     ] = False,
@@ -142,6 +151,9 @@ def train_cmd(
         max_val_patches=max_val_patches,
         patience=patience,
         threads=threads,
+        start=start
+        if start in ("auto", "none")
+        else str(resolve_model_dir(start, models_dir=state.models_dir)),
     )
     dataset_path = _dataset_path(state.datasets_dir, dataset)
     model_dir = resolve_model_dir(model, models_dir=state.models_dir)
@@ -204,6 +216,7 @@ def _train_summary(result: TrainResult) -> tuple[dict[str, Any], str]:
         "training_curve": str(result.model_dir / "training-curve.png"),
         "device": card.training.device,
         "precision": card.training.precision,
+        "start": card.training.start,
     }
     out["quality"] = card.quality.model_dump(mode="json") if card.quality is not None else None
     human = (

@@ -91,6 +91,9 @@ class TrainingInfo(StrictModel):
     seed: int = 0
     device: str = ""
     precision: str = "fp32"
+    start: str = ""
+    """Where training started from: empty for a seeded initialisation, else the start model's name and
+    weights SHA-256 (e.g. the shipped twin start, :mod:`scopectl.learn.start`)."""
     world_size: int = Field(default=1, ge=1)
     duration_s: float = Field(default=0.0, ge=0)
     stopped: str = ""

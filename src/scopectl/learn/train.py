@@ -72,6 +72,7 @@ from scopectl.learn.modelio import (
     save_model,
 )
 from scopectl.learn.network import EnhanceNet, build_network
+from scopectl.learn.start import load_start
 from scopectl.metrics import bicubic_resize, cie94, ssim
 
 __all__ = [
@@ -126,6 +127,9 @@ class TrainConfig(StrictModel):
     max_val_patches: int | None = Field(default=None, ge=1)
     patience: int | None = Field(default=None, ge=1)
     threads: int | None = Field(default=None, ge=1, le=1024)
+    start: str = "none"
+    """Starting weights: ``none`` (a seeded initialisation), ``twin`` (the shipped start pretrained on the
+    twin, :mod:`scopectl.learn.start`), or a model directory of the same architecture, ratio and recipe."""
 
     def resolved_batch_size(self) -> int:
         """The given batch size, or the recipe's (paper 32, fast 16)."""
@@ -372,6 +376,7 @@ class _Trainer:
         self.steps_total: int | None = None
         self.batch = 1
         self.report: Callable[[TrainProgress], None] | None = None
+        self.start_info = ""
 
     # ------------------------------------------------------------------------------------------ setup
     def _prepare_dir(self) -> bool:
@@ -444,6 +449,7 @@ class _Trainer:
                 f"({self.precision}), {n_train} train / {len(val_split)} val patches, batch "
                 f"{self.batch}×{self.dist.world}, lr {self.lr:.3g}"
                 + (", colour/gain/flip augmentation" if self.augment else "")
+                + f", from {self.start_info or 'a seeded initialisation'}"
             ),
         )
         loop.restart_clocks()
@@ -504,6 +510,8 @@ class _Trainer:
         state = _State()
         if resume:
             state = self._load_checkpoint(model, optimizer)
+        else:
+            self.start_info = load_start(model, cfg.start, recipe=cfg.recipe, ratio=ratio)
         self.model = model
         self.optimizer = optimizer
         net: nn.Module = model
@@ -765,6 +773,7 @@ class _Trainer:
                 seed=self.config.seed,
                 device=str(self.device),
                 precision=self.precision,
+                start=self.start_info,
                 world_size=self.dist.world,
                 duration_s=state.elapsed_s,
                 stopped=stopped,
@@ -822,6 +831,7 @@ class _Trainer:
             "ratio": list(self.data.ratio),
             "config": self.config.model_dump(mode="json"),
             "name": self.name,
+            "start": self.start_info,
         }
         atomic_write_bytes(self.ckpt_dir / "state.json", (json.dumps(meta, indent=1) + "\n").encode())
         for old in self.ckpt_dir.glob("state-*.safetensors"):
@@ -857,6 +867,7 @@ class _Trainer:
                 f"{tensor_file}: checkpoint tensors are missing.", hint="Pass --force to start afresh."
             )
         tensors = load_file(tensor_file)
+        self.start_info = str(meta.get("start", ""))
         model.load_state_dict(
             {k[len("model.") :]: v.to(self.device) for k, v in tensors.items() if k.startswith("model.")}
         )

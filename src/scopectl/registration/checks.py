@@ -68,7 +68,13 @@ class CaptureLimits(FrozenModel):
     min_coverage: float = Field(default=0.3, ge=0.0, le=1.0)
     """Fewest of the check's blocks that must pass the block correlation threshold."""
     max_residual_px: float = Field(default=1.5, gt=0.0)
-    """Largest RMS residual shift of the check's blocks after registration, in benchtop pixels."""
+    """Largest RMS residual shift of the check's blocks after registration, in benchtop pixels, for a
+    capture no blurrier than ``residual_blur_ref_px``; it grows in proportion to the fitted blur beyond."""
+    residual_blur_ref_px: float = Field(default=2.5, gt=0.0)
+    """Blur σ (benchtop pixels) up to which ``max_residual_px`` applies as it is.  The block shifts of a
+    blurrier capture scatter more for the same alignment: on real skin tissue, the halo phone (fitted σ
+    3.5 px) showed RMS residuals of 0.76–1.63 px for captures whose true median error was 0.23–0.33 phone
+    px, the sharper budget phone (σ 2.5) 0.42–0.79 px for 0.14–0.22 (docs/registration.md)."""
     min_consistency: float = Field(default=0.6, ge=0.0, le=1.0)
     """Fewest of the passing blocks whose residual shift lies within ``consistency_px`` of their median."""
     consistency_px: float = Field(default=1.0, gt=0.0)
@@ -87,10 +93,17 @@ class Flag:
     value: float
     limit: float
     option: str
+    scale: float = 1.0
+    """The residual limit's blur factor: ``value`` and ``limit`` are divided by it (the option's terms)."""
 
     def describe(self) -> str:
         """``residual 1.4 px > 1.0 px`` style text."""
         if self.check == "max_residual_px":
+            if self.scale > 1.0:
+                return (
+                    f"residual {self.value * self.scale:.2f} px > {self.limit * self.scale:.2f} px "
+                    f"({self.option} {self.limit:g} × {self.scale:.2f} for the capture's blur)"
+                )
             return f"residual {self.value:.2f} px > {self.limit:g} px"
         name = self.check.removeprefix("min_").replace("_", " ")
         if self.check in ("min_coverage", "min_consistency"):
@@ -106,7 +119,13 @@ class Flag:
         return f"{self.option} {max(value, 0.0):g}"
 
     def to_dict(self) -> dict[str, Any]:
-        return {"check": self.check, "value": self.value, "limit": self.limit, "option": self.option}
+        return {
+            "check": self.check,
+            "value": self.value,
+            "limit": self.limit,
+            "option": self.option,
+            "scale": self.scale,
+        }
 
 
 @dataclass(frozen=True)
@@ -147,14 +166,15 @@ def judge(checks: CaptureChecks, limits: CaptureLimits) -> list[Flag]:
     """The limits ``checks`` do not meet (empty: the capture is usable)."""
     flags: list[Flag] = []
 
-    def flag(check: str, value: float, limit: float) -> None:
-        flags.append(Flag(check, float(value), float(limit), OPTIONS[check]))
+    def flag(check: str, value: float, limit: float, scale: float = 1.0) -> None:
+        flags.append(Flag(check, float(value), float(limit), OPTIONS[check], scale))
 
     if checks.coverage < limits.min_coverage:
         flag("min_coverage", checks.coverage, limits.min_coverage)
     residual = checks.residual_px if checks.residual_px is not None else math.inf
-    if residual > limits.max_residual_px:
-        flag("max_residual_px", residual, limits.max_residual_px)
+    blur = max(1.0, checks.blur_sigma_px / limits.residual_blur_ref_px)
+    if residual > limits.max_residual_px * blur:
+        flag("max_residual_px", residual / blur, limits.max_residual_px, blur)
     if checks.consistency < limits.min_consistency:
         flag("min_consistency", checks.consistency, limits.min_consistency)
     if checks.inlier_ratio < limits.min_inlier_ratio:
