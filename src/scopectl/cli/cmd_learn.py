@@ -152,7 +152,7 @@ def train_cmd(
         patience=patience,
         threads=threads,
         start=start
-        if start in ("auto", "none")
+        if start in ("twin", "none")
         else str(resolve_model_dir(start, models_dir=state.models_dir)),
     )
     dataset_path = _dataset_path(state.datasets_dir, dataset)
